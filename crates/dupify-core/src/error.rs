@@ -1,0 +1,208 @@
+//! The error catalogue: every code a client can receive, its HTTP status and default
+//! message, defined once. Every layer of the server renders failures through [`ApiError`].
+
+use serde_json::{Map, Value};
+
+/// Declares the code table once; the match arms below are generated from it.
+macro_rules! error_codes {
+    ($($variant:ident => ($code:literal, $status:literal, $message:literal),)*) => {
+        /// A machine-readable error code from the public catalogue (SPEC §2).
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+        pub enum ErrorCode { $($variant,)* }
+
+        impl ErrorCode {
+            /// Every code, in table order (used by docs and tests).
+            pub const ALL: &'static [ErrorCode] = &[$(ErrorCode::$variant,)*];
+
+            /// The wire name, e.g. `invalid_parameter`.
+            pub const fn as_str(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $code,)* }
+            }
+
+            /// The HTTP status this code is always answered with.
+            pub const fn status(self) -> u16 {
+                match self { $(ErrorCode::$variant => $status,)* }
+            }
+
+            /// A generic human-readable message, used when no specific one is given.
+            pub const fn default_message(self) -> &'static str {
+                match self { $(ErrorCode::$variant => $message,)* }
+            }
+        }
+    };
+}
+
+error_codes! {
+    MissingParameter => ("missing_parameter", 400, "A required parameter is missing."),
+    InvalidParameter => ("invalid_parameter", 400, "A parameter has an invalid value."),
+    InvalidImageUrl => ("invalid_image_url", 400, "The image URL is malformed or points at a host this server does not fetch from."),
+    InvalidBase64 => ("invalid_base64", 400, "The image_base64 value is not valid base64."),
+    MissingApiKey => ("missing_api_key", 401, "No API key was sent. Pass it in the X-API-Key header or as Authorization: Bearer <key>."),
+    InvalidApiKey => ("invalid_api_key", 401, "The API key is unknown, malformed or revoked."),
+    ExpiredApiKey => ("expired_api_key", 401, "The API key has expired. Create or regenerate a key."),
+    InsufficientScope => ("insufficient_scope", 403, "The API key's scopes do not cover this endpoint."),
+    QuotaExceeded => ("quota_exceeded", 403, "The monthly call quota of this account is used up."),
+    CatalogLimitExceeded => ("catalog_limit_exceeded", 403, "The catalog size allowed by this account's tier would be exceeded."),
+    NotFound => ("not_found", 404, "No such route or resource."),
+    MethodNotAllowed => ("method_not_allowed", 405, "This route does not accept that HTTP method."),
+    PayloadTooLarge => ("payload_too_large", 413, "The request body is larger than this server accepts."),
+    ImageFetchFailed => ("image_fetch_failed", 422, "The image could not be downloaded from the given URL."),
+    UnsupportedFormat => ("unsupported_format", 422, "The image is not JPEG, PNG, WebP or GIF."),
+    ImageTooLarge => ("image_too_large", 422, "The image is over the size or pixel limit."),
+    ProcessingFailed => ("processing_failed", 422, "The image could not be processed."),
+    RateLimitExceeded => ("rate_limit_exceeded", 429, "Too many requests: the per-minute rate limit was reached."),
+    InternalError => ("internal_error", 500, "An internal error occurred. It has been logged with the request id."),
+    ServiceUnavailable => ("service_unavailable", 503, "The service is temporarily unable to handle this request."),
+}
+
+impl ErrorCode {
+    /// Whether a well-behaved client should retry (SPEC §2 retry guidance).
+    pub const fn is_retryable(self) -> bool {
+        matches!(self.status(), 429 | 500 | 503)
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One failure as the client sees it. `details` is optional context; `extra` holds the
+/// fields some codes carry directly inside `error` (e.g. `retry_after`, `limit`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+    pub details: Option<Map<String, Value>>,
+    pub extra: Map<String, Value>,
+    /// Seconds for the `Retry-After` header (429 and 503).
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
+        ApiError {
+            code,
+            message: message.into(),
+            details: None,
+            extra: Map::new(),
+            retry_after: None,
+        }
+    }
+
+    /// The code with its table message.
+    pub fn from_code(code: ErrorCode) -> Self {
+        Self::new(code, code.default_message())
+    }
+
+    pub fn missing(parameter: &str) -> Self {
+        Self::new(
+            ErrorCode::MissingParameter,
+            format!("{parameter} is required"),
+        )
+        .detail("parameter", parameter)
+    }
+
+    /// `invalid_parameter` naming the parameter (always, per SPEC §2).
+    pub fn invalid(parameter: &str, message: impl Into<String>) -> Self {
+        Self::new(ErrorCode::InvalidParameter, message).detail("parameter", parameter)
+    }
+
+    pub fn internal() -> Self {
+        Self::from_code(ErrorCode::InternalError)
+    }
+
+    pub fn rate_limited(retry_after_secs: u64) -> Self {
+        let secs = retry_after_secs.max(1);
+        let mut e = Self::new(
+            ErrorCode::RateLimitExceeded,
+            format!("Rate limit exceeded. Retry in {secs} seconds."),
+        )
+        .field("retry_after", secs);
+        e.retry_after = Some(secs);
+        e
+    }
+
+    pub fn unavailable(message: impl Into<String>, retry_after_secs: u64) -> Self {
+        let mut e = Self::new(ErrorCode::ServiceUnavailable, message);
+        e.retry_after = Some(retry_after_secs.max(1));
+        e
+    }
+
+    /// Adds a `details` entry.
+    pub fn detail(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.details
+            .get_or_insert_with(Map::new)
+            .insert(key.to_owned(), value.into());
+        self
+    }
+
+    /// Adds a field directly inside `error`.
+    pub fn field(mut self, key: &str, value: impl Into<Value>) -> Self {
+        self.extra.insert(key.to_owned(), value.into());
+        self
+    }
+
+    pub fn status(&self) -> u16 {
+        self.code.status()
+    }
+
+    /// The `{"error": {...}}` envelope.
+    pub fn to_body(&self, request_id: Option<&str>) -> Value {
+        let mut inner = Map::new();
+        inner.insert("code".into(), Value::from(self.code.as_str()));
+        inner.insert("message".into(), Value::from(self.message.clone()));
+        if let Some(d) = &self.details {
+            inner.insert("details".into(), Value::Object(d.clone()));
+        }
+        for (k, v) in &self.extra {
+            inner.insert(k.clone(), v.clone());
+        }
+        if let Some(id) = request_id {
+            inner.insert("request_id".into(), Value::from(id));
+        }
+        let mut outer = Map::new();
+        outer.insert("error".into(), Value::Object(inner));
+        Value::Object(outer)
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}: {}", self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_are_unique_and_statuses_match_spec_classes() {
+        let mut seen = std::collections::HashSet::new();
+        for c in ErrorCode::ALL {
+            assert!(seen.insert(c.as_str()), "duplicate {c}");
+            assert!((400..600).contains(&c.status()));
+        }
+        assert_eq!(ErrorCode::ALL.len(), 20);
+        assert_eq!(ErrorCode::QuotaExceeded.status(), 403);
+        assert_eq!(ErrorCode::ImageTooLarge.status(), 422);
+    }
+
+    #[test]
+    fn envelope_shape() {
+        let e = ApiError::invalid("max_colors", "max_colors must be between 1 and 12")
+            .detail("value", 40);
+        let body = e.to_body(Some("req_x"));
+        assert_eq!(body["error"]["code"], "invalid_parameter");
+        assert_eq!(body["error"]["details"]["parameter"], "max_colors");
+        assert_eq!(body["error"]["details"]["value"], 40);
+        assert_eq!(body["error"]["request_id"], "req_x");
+        let r = ApiError::rate_limited(0);
+        assert_eq!(r.retry_after, Some(1));
+        assert_eq!(r.to_body(None)["error"]["retry_after"], 1);
+    }
+}

@@ -1,0 +1,1 @@
+//! Image intake (placeholder; being written).

@@ -1,0 +1,1 @@
+//! Vision features (placeholder; being written).
