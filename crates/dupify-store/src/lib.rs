@@ -1,1 +1,86 @@
-//! placeholder
+//! Storage for Dupify: the [`Store`] trait every handler talks to, and its embedded
+//! SQLite implementation ([`SqliteStore`]). A Postgres implementation can be added
+//! behind the same trait without touching the HTTP layer.
+
+mod model;
+mod sqlite;
+
+pub use model::*;
+pub use sqlite::SqliteStore;
+
+use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
+use dupify_core::KeyHash;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("conflict: {0}")]
+    Conflict(String),
+    #[error(transparent)]
+    Backend(#[from] anyhow::Error),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// Outcome of an attempt to reserve monthly quota.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reservation {
+    /// Reserved; `used` is the period's usage including this reservation.
+    Granted { used: u64 },
+    /// Not reserved: granting would pass the limit. `used` is the usage as it stands.
+    Exceeded { used: u64 },
+}
+
+/// The persistence seam. Methods are small and each is atomic on its own.
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// Cheap liveness query for `/ready`.
+    async fn ping(&self) -> StoreResult<()>;
+
+    async fn create_account(&self, new: NewAccount) -> StoreResult<Account>;
+    async fn update_account(&self, id: &str, update: AccountUpdate) -> StoreResult<Account>;
+    async fn get_account(&self, id: &str) -> StoreResult<Account>;
+    async fn list_accounts(&self) -> StoreResult<Vec<Account>>;
+
+    /// Stores a key whose secret the caller generated (only the hash and prefix arrive here).
+    async fn create_key(&self, new: NewKey) -> StoreResult<KeyRecord>;
+    async fn list_keys(&self, account_id: &str) -> StoreResult<Vec<KeyRecord>>;
+    async fn get_key(&self, id: &str) -> StoreResult<KeyRecord>;
+    /// The key with this hash (revoked and expired ones included) and its account.
+    async fn find_key_by_hash(&self, hash: &KeyHash) -> StoreResult<Option<(KeyRecord, Account)>>;
+    /// Revokes the key; revoking twice keeps the first time.
+    async fn revoke_key(&self, id: &str, at: DateTime<Utc>) -> StoreResult<KeyRecord>;
+    /// In one transaction: a new key with the old one's name, scopes, mode and expiry,
+    /// and the old one revoked.
+    async fn regenerate_key(
+        &self,
+        id: &str,
+        new_hash: KeyHash,
+        new_prefix: String,
+        at: DateTime<Utc>,
+    ) -> StoreResult<KeyRecord>;
+    /// Batched `last_used_at` updates (the server coalesces them).
+    async fn touch_keys(&self, touches: Vec<(String, DateTime<Utc>)>) -> StoreResult<()>;
+
+    /// Atomically adds `n` to the period's usage unless that passes `limit`.
+    async fn reserve_quota(
+        &self,
+        account_id: &str,
+        period: &str,
+        n: u64,
+        limit: Option<u64>,
+    ) -> StoreResult<Reservation>;
+    /// Settles a request: gives back `reserved - used` quota units and records `calls`
+    /// for the key's daily statistics. Returns the period usage afterwards.
+    async fn settle_usage(&self, settle: Settlement) -> StoreResult<u64>;
+    async fn period_usage(&self, account_id: &str, period: &str) -> StoreResult<u64>;
+    /// Daily calls per key between two days (inclusive).
+    async fn usage_by_day(
+        &self,
+        account_id: &str,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> StoreResult<Vec<DailyUsage>>;
+}
