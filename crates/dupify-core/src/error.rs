@@ -130,6 +130,12 @@ impl ApiError {
         e
     }
 
+    /// Replaces the message, keeping code and context.
+    pub fn with_message(mut self, message: impl Into<String>) -> Self {
+        self.message = message.into();
+        self
+    }
+
     /// Adds a `details` entry.
     pub fn detail(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.details

@@ -91,7 +91,11 @@ impl Scopes {
 
     /// Comma-separated form, as stored.
     pub fn to_list(&self) -> String {
-        self.0.iter().map(|s| s.as_str()).collect::<Vec<_>>().join(",")
+        self.0
+            .iter()
+            .map(|s| s.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 }
 

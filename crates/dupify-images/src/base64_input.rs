@@ -16,8 +16,11 @@ const STANDARD: GeneralPurpose = GeneralPurpose::new(&alphabet::STANDARD, LENIEN
 const URL_SAFE: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, LENIENT);
 
 fn invalid(parameter: &str, why: &str) -> ApiError {
-    ApiError::new(ErrorCode::InvalidBase64, format!("{parameter} is not valid base64: {why}"))
-        .detail("parameter", parameter)
+    ApiError::new(
+        ErrorCode::InvalidBase64,
+        format!("{parameter} is not valid base64: {why}"),
+    )
+    .detail("parameter", parameter)
 }
 
 /// Decodes an `image_base64` value into bytes.
@@ -43,14 +46,24 @@ pub fn decode_base64(s: &str, parameter: &str, limits: &IntakeLimits) -> Result<
         return Err(too_large(parameter, limits));
     }
     let cleaned: Vec<u8> = body.bytes().filter(|b| !b.is_ascii_whitespace()).collect();
-    let engine = if cleaned.iter().any(|b| *b == b'-' || *b == b'_') { &URL_SAFE } else { &STANDARD };
+    let engine = if cleaned.iter().any(|b| *b == b'-' || *b == b'_') {
+        &URL_SAFE
+    } else {
+        &STANDARD
+    };
     let bytes = engine.decode(&cleaned).map_err(|e| {
         invalid(
             parameter,
             &match e {
-                base64::DecodeError::InvalidByte(at, b) => format!("unexpected character {:?} at offset {at}", b as char),
-                base64::DecodeError::InvalidLength(_) => "its length is not a valid base64 length".to_owned(),
-                base64::DecodeError::InvalidLastSymbol(at, _) => format!("invalid final character at offset {at}"),
+                base64::DecodeError::InvalidByte(at, b) => {
+                    format!("unexpected character {:?} at offset {at}", b as char)
+                }
+                base64::DecodeError::InvalidLength(_) => {
+                    "its length is not a valid base64 length".to_owned()
+                }
+                base64::DecodeError::InvalidLastSymbol(at, _) => {
+                    format!("invalid final character at offset {at}")
+                }
                 base64::DecodeError::InvalidPadding => "invalid padding".to_owned(),
             },
         )
@@ -87,7 +100,17 @@ mod tests {
         assert_eq!(dec(&std).unwrap(), data);
         assert_eq!(dec(std.trim_end_matches('=')).unwrap(), data);
         assert_eq!(dec(&url).unwrap(), data);
-        let wrapped: String = std.chars().enumerate().flat_map(|(i, c)| if i % 4 == 3 { vec![c, '\n', ' '] } else { vec![c] }).collect();
+        let wrapped: String = std
+            .chars()
+            .enumerate()
+            .flat_map(|(i, c)| {
+                if i % 4 == 3 {
+                    vec![c, '\n', ' ']
+                } else {
+                    vec![c]
+                }
+            })
+            .collect();
         assert_eq!(dec(&wrapped).unwrap(), data);
         assert_eq!(dec(&format!("data:image/png;base64,{std}")).unwrap(), data);
         assert_eq!(dec(&format!("DATA:image/png;BASE64,{std}")).unwrap(), data);
@@ -95,12 +118,23 @@ mod tests {
 
     #[test]
     fn failures() {
-        for bad in ["", "   ", "!!!!", "abc$", "data:image/png,abcd", "data:nocomma", "A"] {
+        for bad in [
+            "",
+            "   ",
+            "!!!!",
+            "abc$",
+            "data:image/png,abcd",
+            "data:nocomma",
+            "A",
+        ] {
             let e = dec(bad).unwrap_err();
             assert_eq!(e.code, ErrorCode::InvalidBase64, "{bad}");
             assert_eq!(e.details.unwrap()["parameter"], "image_base64");
         }
-        let limits = IntakeLimits { max_image_bytes: 10, max_pixels: 1 };
+        let limits = IntakeLimits {
+            max_image_bytes: 10,
+            max_pixels: 1,
+        };
         let e = decode_base64(&"A".repeat(400), "p", &limits).unwrap_err();
         assert_eq!(e.code, ErrorCode::ImageTooLarge);
         let e = decode_base64("AAAAAAAAAAAAAAAA", "p", &limits).unwrap_err();

@@ -75,13 +75,19 @@ pub struct DecodedImage {
 }
 
 fn corrupt(why: impl std::fmt::Display) -> ApiError {
-    ApiError::new(ErrorCode::ProcessingFailed, format!("the image could not be decoded: {why}"))
+    ApiError::new(
+        ErrorCode::ProcessingFailed,
+        format!("the image could not be decoded: {why}"),
+    )
 }
 
 fn too_many_pixels(w: u32, h: u32, limits: &IntakeLimits) -> ApiError {
     ApiError::new(
         ErrorCode::ImageTooLarge,
-        format!("the image is {w}x{h} pixels, over the limit of {} pixels", limits.max_pixels),
+        format!(
+            "the image is {w}x{h} pixels, over the limit of {} pixels",
+            limits.max_pixels
+        ),
     )
     .detail("width", w)
     .detail("height", h)
@@ -123,7 +129,11 @@ fn swaps_axes(orientation: u8) -> bool {
     (5..=8).contains(&orientation)
 }
 
-fn decode_jpeg(bytes: &[u8], limits: &IntakeLimits, target: DecodeTarget) -> Result<DecodedImage, ApiError> {
+fn decode_jpeg(
+    bytes: &[u8],
+    limits: &IntakeLimits,
+    target: DecodeTarget,
+) -> Result<DecodedImage, ApiError> {
     let mut dec = jpeg_decoder::Decoder::new(Cursor::new(bytes));
     dec.read_info().map_err(corrupt)?;
     let info = dec.info().ok_or_else(|| corrupt("no frame header"))?;
@@ -140,7 +150,8 @@ fn decode_jpeg(bytes: &[u8], limits: &IntakeLimits, target: DecodeTarget) -> Res
             }
         }
         if denom > 1 {
-            dec.scale(w.div_ceil(denom) as u16, h.div_ceil(denom) as u16).map_err(corrupt)?;
+            dec.scale(w.div_ceil(denom) as u16, h.div_ceil(denom) as u16)
+                .map_err(corrupt)?;
         }
     }
     let pixels = dec.decode().map_err(corrupt)?;
@@ -177,10 +188,15 @@ fn decode_jpeg(bytes: &[u8], limits: &IntakeLimits, target: DecodeTarget) -> Res
     if rgba.len() != n * 4 {
         return Err(corrupt("pixel data is incomplete"));
     }
-    let img = RgbaImage::from_raw(sw, sh, rgba).ok_or_else(|| corrupt("pixel data is incomplete"))?;
+    let img =
+        RgbaImage::from_raw(sw, sh, rgba).ok_or_else(|| corrupt("pixel data is incomplete"))?;
     let orientation = dec.exif_data().and_then(exif_orientation).unwrap_or(1);
     let img = orient(DynamicImage::ImageRgba8(img), orientation).into_rgba8();
-    let (ow, oh) = if swaps_axes(orientation) { (h, w) } else { (w, h) };
+    let (ow, oh) = if swaps_axes(orientation) {
+        (h, w)
+    } else {
+        (w, h)
+    };
     Ok(DecodedImage {
         image: img,
         original_width: ow,
@@ -194,22 +210,32 @@ fn map_image_error(e: image::ImageError, limits: &IntakeLimits) -> ApiError {
     match e {
         image::ImageError::Limits(_) => ApiError::new(
             ErrorCode::ImageTooLarge,
-            format!("the image needs more memory than allowed for {} pixels", limits.max_pixels),
+            format!(
+                "the image needs more memory than allowed for {} pixels",
+                limits.max_pixels
+            ),
         ),
-        image::ImageError::Unsupported(u) => {
-            ApiError::new(ErrorCode::UnsupportedFormat, format!("this image variant is not supported: {u}"))
-        }
+        image::ImageError::Unsupported(u) => ApiError::new(
+            ErrorCode::UnsupportedFormat,
+            format!("this image variant is not supported: {u}"),
+        ),
         other => corrupt(other),
     }
 }
 
-fn decode_other(bytes: &[u8], format: ImageFormat, limits: &IntakeLimits) -> Result<DecodedImage, ApiError> {
+fn decode_other(
+    bytes: &[u8],
+    format: ImageFormat,
+    limits: &IntakeLimits,
+) -> Result<DecodedImage, ApiError> {
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format.to_image_crate());
     let mut l = image::Limits::default();
     // RGBA16 worst case plus decoder scratch; the pixel check below is the real gate.
     l.max_alloc = Some(limits.max_pixels.saturating_mul(8).saturating_add(64 << 20));
     reader.limits(l);
-    let mut decoder = reader.into_decoder().map_err(|e| map_image_error(e, limits))?;
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| map_image_error(e, limits))?;
     let (w, h) = decoder.dimensions();
     check_pixels(w, h, limits)?;
     let orientation = decoder.orientation().ok().map(|o| match o {
@@ -239,7 +265,11 @@ fn decode_other(bytes: &[u8], format: ImageFormat, limits: &IntakeLimits) -> Res
 
 /// Sniffs and decodes, refusing over-limit images before allocating their pixels.
 /// Truncated or corrupt data is `processing_failed`; this never panics on any input.
-pub fn decode(bytes: &[u8], limits: &IntakeLimits, target: DecodeTarget) -> Result<DecodedImage, ApiError> {
+pub fn decode(
+    bytes: &[u8],
+    limits: &IntakeLimits,
+    target: DecodeTarget,
+) -> Result<DecodedImage, ApiError> {
     let format = sniff(bytes)?;
     // Decoders are third-party code fed by strangers: contain any panic as a
     // processing failure rather than trusting every path to be panic-free.

@@ -45,7 +45,8 @@ impl Default for FetchPolicy {
             total_timeout: Duration::from_secs(15),
             max_redirects: 3,
             max_bytes: 10 * 1024 * 1024,
-            user_agent: concat!("Dupify/", env!("CARGO_PKG_VERSION"), " (image fetcher)").to_owned(),
+            user_agent: concat!("Dupify/", env!("CARGO_PKG_VERSION"), " (image fetcher)")
+                .to_owned(),
         }
     }
 }
@@ -57,11 +58,15 @@ impl FetchPolicy {
 }
 
 fn bad_url(parameter: &str, why: &str) -> ApiError {
-    ApiError::new(ErrorCode::InvalidImageUrl, format!("{parameter} {why}")).detail("parameter", parameter)
+    ApiError::new(ErrorCode::InvalidImageUrl, format!("{parameter} {why}"))
+        .detail("parameter", parameter)
 }
 
 fn refused_host(parameter: &str, host: &str) -> ApiError {
-    bad_url(parameter, &format!("points at a host this server does not fetch from ({host})"))
+    bad_url(
+        parameter,
+        &format!("points at a host this server does not fetch from ({host})"),
+    )
 }
 
 /// Validates a client's URL: syntax, scheme, host, no credentials, and a literal IP
@@ -69,9 +74,13 @@ fn refused_host(parameter: &str, host: &str) -> ApiError {
 pub fn parse_image_url(raw: &str, parameter: &str, policy: &FetchPolicy) -> Result<Url, ApiError> {
     let raw = raw.trim();
     if raw.len() > MAX_URL_LEN {
-        return Err(bad_url(parameter, &format!("is longer than {MAX_URL_LEN} characters")));
+        return Err(bad_url(
+            parameter,
+            &format!("is longer than {MAX_URL_LEN} characters"),
+        ));
     }
-    let url = Url::parse(raw).map_err(|e| bad_url(parameter, &format!("is not a valid URL ({e})")))?;
+    let url =
+        Url::parse(raw).map_err(|e| bad_url(parameter, &format!("is not a valid URL ({e})")))?;
     check_url(url, parameter, policy)
 }
 
@@ -84,8 +93,12 @@ fn check_url(url: Url, parameter: &str, policy: &FetchPolicy) -> Result<Url, Api
     }
     match url.host() {
         None => return Err(bad_url(parameter, "has no host")),
-        Some(Host::Ipv4(ip)) if policy.refuses(IpAddr::V4(ip)) => return Err(refused_host(parameter, &ip.to_string())),
-        Some(Host::Ipv6(ip)) if policy.refuses(IpAddr::V6(ip)) => return Err(refused_host(parameter, &ip.to_string())),
+        Some(Host::Ipv4(ip)) if policy.refuses(IpAddr::V4(ip)) => {
+            return Err(refused_host(parameter, &ip.to_string()))
+        }
+        Some(Host::Ipv6(ip)) if policy.refuses(IpAddr::V6(ip)) => {
+            return Err(refused_host(parameter, &ip.to_string()))
+        }
         Some(Host::Domain(d)) if !policy.allow_private_hosts => {
             let d = d.trim_end_matches('.').to_ascii_lowercase();
             if d == "localhost" || d.ends_with(".localhost") {
@@ -152,7 +165,9 @@ pub struct Fetcher {
     policy: Arc<FetchPolicy>,
 }
 
-fn find_cause<'a, T: std::error::Error + 'static>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a T> {
+fn find_cause<'a, T: std::error::Error + 'static>(
+    e: &'a (dyn std::error::Error + 'static),
+) -> Option<&'a T> {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
         if let Some(t) = err.downcast_ref::<T>() {
@@ -169,7 +184,9 @@ impl Fetcher {
         let client = reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .no_proxy()
-            .dns_resolver(Arc::new(CheckedResolver { policy: policy.clone() }))
+            .dns_resolver(Arc::new(CheckedResolver {
+                policy: policy.clone(),
+            }))
             .connect_timeout(policy.connect_timeout)
             .timeout(policy.total_timeout)
             .user_agent(policy.user_agent.clone())
@@ -183,8 +200,11 @@ impl Fetcher {
     }
 
     fn fetch_failed(&self, parameter: &str, why: impl Into<String>) -> ApiError {
-        ApiError::new(ErrorCode::ImageFetchFailed, format!("could not download the image: {}", why.into()))
-            .detail("parameter", parameter)
+        ApiError::new(
+            ErrorCode::ImageFetchFailed,
+            format!("could not download the image: {}", why.into()),
+        )
+        .detail("parameter", parameter)
     }
 
     fn map_send_error(&self, e: &reqwest::Error, parameter: &str, host: &str) -> ApiError {
@@ -192,10 +212,16 @@ impl Fetcher {
             return refused_host(parameter, host);
         }
         if find_cause::<DnsFailure>(e).is_some() {
-            return self.fetch_failed(parameter, format!("the host name {host} could not be resolved"));
+            return self.fetch_failed(
+                parameter,
+                format!("the host name {host} could not be resolved"),
+            );
         }
         if e.is_timeout() {
-            return self.fetch_failed(parameter, format!("timed out after {:?}", self.policy.total_timeout));
+            return self.fetch_failed(
+                parameter,
+                format!("timed out after {:?}", self.policy.total_timeout),
+            );
         }
         if e.is_connect() {
             return self.fetch_failed(parameter, format!("could not connect to {host}"));
@@ -205,9 +231,17 @@ impl Fetcher {
 
     /// Downloads `url` (already validated with [`parse_image_url`]).
     pub async fn fetch(&self, url: &Url, parameter: &str) -> Result<Bytes, ApiError> {
-        match tokio::time::timeout(self.policy.total_timeout, self.fetch_inner(url.clone(), parameter)).await {
+        match tokio::time::timeout(
+            self.policy.total_timeout,
+            self.fetch_inner(url.clone(), parameter),
+        )
+        .await
+        {
             Ok(r) => r,
-            Err(_) => Err(self.fetch_failed(parameter, format!("timed out after {:?}", self.policy.total_timeout))),
+            Err(_) => Err(self.fetch_failed(
+                parameter,
+                format!("timed out after {:?}", self.policy.total_timeout),
+            )),
         }
     }
 
@@ -225,8 +259,15 @@ impl Fetcher {
                 .map_err(|e| self.map_send_error(&e, parameter, &host))?;
             let status = res.status();
             if status.is_redirection() {
-                let Some(location) = res.headers().get(reqwest::header::LOCATION).and_then(|v| v.to_str().ok()) else {
-                    return Err(self.fetch_failed(parameter, format!("HTTP {} without a Location", status.as_u16())));
+                let Some(location) = res
+                    .headers()
+                    .get(reqwest::header::LOCATION)
+                    .and_then(|v| v.to_str().ok())
+                else {
+                    return Err(self.fetch_failed(
+                        parameter,
+                        format!("HTTP {} without a Location", status.as_u16()),
+                    ));
                 };
                 if redirects >= self.policy.max_redirects {
                     return Err(self.fetch_failed(
@@ -235,26 +276,34 @@ impl Fetcher {
                     ));
                 }
                 redirects += 1;
-                url = url
-                    .join(location)
-                    .map_err(|_| self.fetch_failed(parameter, "a redirect pointed at an invalid URL"))?;
+                url = url.join(location).map_err(|_| {
+                    self.fetch_failed(parameter, "a redirect pointed at an invalid URL")
+                })?;
                 continue;
             }
             if !status.is_success() {
                 return Err(self
-                    .fetch_failed(parameter, format!("the server answered HTTP {}", status.as_u16()))
+                    .fetch_failed(
+                        parameter,
+                        format!("the server answered HTTP {}", status.as_u16()),
+                    )
                     .detail("status", status.as_u16()));
             }
             let max = self.policy.max_bytes;
             if res.content_length().is_some_and(|n| n > max as u64) {
                 return Err(too_large(parameter, max));
             }
-            let mut body = BytesMut::with_capacity(res.content_length().unwrap_or(64 * 1024).min(max as u64) as usize);
+            let mut body = BytesMut::with_capacity(
+                res.content_length().unwrap_or(64 * 1024).min(max as u64) as usize,
+            );
             let mut stream = res.bytes_stream();
             while let Some(chunk) = stream.next().await {
                 let chunk = chunk.map_err(|e| {
                     if e.is_timeout() {
-                        self.fetch_failed(parameter, format!("timed out after {:?}", self.policy.total_timeout))
+                        self.fetch_failed(
+                            parameter,
+                            format!("timed out after {:?}", self.policy.total_timeout),
+                        )
                     } else {
                         self.fetch_failed(parameter, "the connection broke during the download")
                     }
@@ -265,8 +314,11 @@ impl Fetcher {
                 body.extend_from_slice(&chunk);
             }
             if body.is_empty() {
-                return Err(ApiError::new(ErrorCode::UnsupportedFormat, "the URL returned an empty body")
-                    .detail("parameter", parameter));
+                return Err(ApiError::new(
+                    ErrorCode::UnsupportedFormat,
+                    "the URL returned an empty body",
+                )
+                .detail("parameter", parameter));
             }
             return Ok(body.freeze());
         }
@@ -274,9 +326,12 @@ impl Fetcher {
 }
 
 fn too_large(parameter: &str, max: usize) -> ApiError {
-    ApiError::new(ErrorCode::ImageTooLarge, format!("the image is larger than {max} bytes"))
-        .detail("parameter", parameter)
-        .detail("max_bytes", max)
+    ApiError::new(
+        ErrorCode::ImageTooLarge,
+        format!("the image is larger than {max} bytes"),
+    )
+    .detail("parameter", parameter)
+    .detail("max_bytes", max)
 }
 
 #[cfg(test)]
@@ -309,11 +364,18 @@ mod tests {
             assert_eq!(e.code, ErrorCode::InvalidImageUrl, "{bad}");
             assert_eq!(e.details.as_ref().unwrap()["parameter"], "image_url");
         }
-        let e = parse_image_url(&format!("https://e.com/{}", "a".repeat(3000)), "u", &p).unwrap_err();
+        let e =
+            parse_image_url(&format!("https://e.com/{}", "a".repeat(3000)), "u", &p).unwrap_err();
         assert_eq!(e.code, ErrorCode::InvalidImageUrl);
-        let open = FetchPolicy { allow_private_hosts: true, ..FetchPolicy::default() };
+        let open = FetchPolicy {
+            allow_private_hosts: true,
+            ..FetchPolicy::default()
+        };
         assert!(parse_image_url("http://127.0.0.1:9/x", "image_url", &open).is_ok());
-        let exempt = FetchPolicy { allowed_private_ips: vec!["127.0.0.1".parse().unwrap()], ..FetchPolicy::default() };
+        let exempt = FetchPolicy {
+            allowed_private_ips: vec!["127.0.0.1".parse().unwrap()],
+            ..FetchPolicy::default()
+        };
         assert!(parse_image_url("http://127.0.0.1:9/x", "image_url", &exempt).is_ok());
         assert!(parse_image_url("http://127.0.0.2:9/x", "image_url", &exempt).is_err());
     }

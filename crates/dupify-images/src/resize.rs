@@ -12,7 +12,10 @@ pub fn fit_within(img: &RgbaImage, max_side: u32) -> RgbaImage {
         return img.clone();
     }
     let s = max_side as f64 / long as f64;
-    let (nw, nh) = (((w as f64 * s).round() as u32).max(1), ((h as f64 * s).round() as u32).max(1));
+    let (nw, nh) = (
+        ((w as f64 * s).round() as u32).max(1),
+        ((h as f64 * s).round() as u32).max(1),
+    );
     let mut dst = RgbaImage::new(nw, nh);
     let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom));
     let mut resizer = Resizer::new();

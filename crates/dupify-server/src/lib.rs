@@ -1,1 +1,127 @@
-//! placeholder
+//! Dupify's HTTP surface: routing, authentication, metering, the result cache, and the
+//! handlers. [`Server`] wires the pieces; the `dupify` binary and the tests start it.
+
+pub mod app;
+pub mod auth;
+pub mod body;
+pub mod cache;
+pub mod config;
+pub mod edge;
+pub mod error;
+pub mod handlers;
+pub mod images;
+pub mod pipeline;
+pub mod ratelimit;
+pub mod state;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+
+use anyhow::Context;
+use dupify_images::{FetchPolicy, Fetcher, IntakeLimits};
+use dupify_store::Store;
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+
+pub use config::ServerConfig;
+pub use state::{AppState, SharedState};
+
+/// The process-wide metrics recorder (installed once, shared by every server in the
+/// process, which matters for tests that start several).
+fn metrics_handle() -> PrometheusHandle {
+    static HANDLE: OnceLock<PrometheusHandle> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let buckets = [
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+                10.0,
+            ];
+            let recorder = PrometheusBuilder::new()
+                .set_buckets(&buckets)
+                .map(|b| b.build_recorder())
+                .unwrap_or_else(|_| PrometheusBuilder::new().build_recorder());
+            let handle = recorder.handle();
+            // Another recorder may already be installed (embedding); ours then just renders empty.
+            let _ = metrics::set_global_recorder(recorder);
+            handle
+        })
+        .clone()
+}
+
+/// Builds the shared state from a config and a store.
+pub fn build_state(config: ServerConfig, store: Arc<dyn Store>) -> SharedState {
+    let fetch_policy = FetchPolicy {
+        allow_private_hosts: config.allow_private_image_hosts,
+        connect_timeout: config.fetch_connect_timeout(),
+        total_timeout: config.fetch_timeout(),
+        max_bytes: config.max_image_bytes,
+        ..FetchPolicy::default()
+    };
+    let intake = IntakeLimits {
+        max_image_bytes: config.max_image_bytes,
+        max_pixels: config.max_image_pixels,
+    };
+    Arc::new(AppState {
+        store,
+        limiter: Arc::new(ratelimit::LocalRateLimiter::new()),
+        cache: cache::build(
+            config.cache_max_mib,
+            Duration::from_secs(config.cache_ttl_secs),
+        ),
+        fetcher: Fetcher::new(fetch_policy.clone()),
+        fetch_policy,
+        intake,
+        cpu: Arc::new(Semaphore::new(config.effective_cpu_workers())),
+        metrics: metrics_handle(),
+        key_touches: Mutex::new(HashMap::new()),
+        config,
+    })
+}
+
+/// Serves until `shutdown` resolves, then stops accepting, lets in-flight requests
+/// finish (up to the configured grace period) and flushes pending writes.
+pub async fn serve(
+    listener: TcpListener,
+    state: SharedState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    if state.config.allow_private_image_hosts {
+        tracing::warn!(
+            "allow_private_image_hosts is ON: image URLs may point at private and loopback addresses. \
+             Never enable this on a server reachable by customers."
+        );
+    }
+    let flusher = {
+        let state = state.clone();
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(2));
+            loop {
+                tick.tick().await;
+                state.flush_key_touches().await;
+            }
+        })
+    };
+    let app = app::router(state.clone());
+    let grace = Duration::from_secs(state.config.shutdown_grace_secs);
+    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = tx.send(());
+    });
+    let result = tokio::select! {
+        r = server => r.context("server error"),
+        _ = async {
+            let _ = rx.await;
+            tokio::time::sleep(grace).await;
+        } => {
+            tracing::warn!("shutdown grace period over; dropping remaining connections");
+            Ok(())
+        }
+    };
+    flusher.abort();
+    state.flush_key_touches().await;
+    result
+}

@@ -114,11 +114,7 @@ fn new_id(prefix: &str) -> String {
 }
 
 fn conv_err(col: usize, msg: String) -> rusqlite::Error {
-    rusqlite::Error::FromSqlConversionFailure(
-        col,
-        rusqlite::types::Type::Text,
-        msg.into(),
-    )
+    rusqlite::Error::FromSqlConversionFailure(col, rusqlite::types::Type::Text, msg.into())
 }
 
 const ACCOUNT_COLS: &str = "id, email, tier, monthly_limit, rate_limit, created_at, billing_anchor";
@@ -250,10 +246,8 @@ impl SqliteStore {
 #[async_trait]
 impl Store for SqliteStore {
     async fn ping(&self) -> StoreResult<()> {
-        self.with(|c| {
-            c.query_row("SELECT 1", [], |_| Ok(())).map_err(backend)
-        })
-        .await
+        self.with(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
+            .await
     }
 
     async fn create_account(&self, new: NewAccount) -> StoreResult<Account> {
@@ -290,18 +284,24 @@ impl Store for SqliteStore {
             let tx = c.transaction().map_err(backend)?;
             get_account_tx(&tx, &id)?;
             if let Some(email) = &u.email {
-                tx.execute("UPDATE accounts SET email = ?2 WHERE id = ?1", params![id, email])
-                    .map_err(|e| {
-                        if is_unique_violation(&e) {
-                            StoreError::Conflict(format!("an account with email {email} exists"))
-                        } else {
-                            backend(e)
-                        }
-                    })?;
+                tx.execute(
+                    "UPDATE accounts SET email = ?2 WHERE id = ?1",
+                    params![id, email],
+                )
+                .map_err(|e| {
+                    if is_unique_violation(&e) {
+                        StoreError::Conflict(format!("an account with email {email} exists"))
+                    } else {
+                        backend(e)
+                    }
+                })?;
             }
             if let Some(t) = u.tier {
-                tx.execute("UPDATE accounts SET tier = ?2 WHERE id = ?1", params![id, t.as_str()])
-                    .map_err(backend)?;
+                tx.execute(
+                    "UPDATE accounts SET tier = ?2 WHERE id = ?1",
+                    params![id, t.as_str()],
+                )
+                .map_err(backend)?;
             }
             if let Some(m) = u.monthly_limit {
                 tx.execute(
@@ -332,7 +332,9 @@ impl Store for SqliteStore {
     async fn list_accounts(&self) -> StoreResult<Vec<Account>> {
         self.with(|c| {
             let mut st = c
-                .prepare(&format!("SELECT {ACCOUNT_COLS} FROM accounts ORDER BY created_at, id"))
+                .prepare(&format!(
+                    "SELECT {ACCOUNT_COLS} FROM accounts ORDER BY created_at, id"
+                ))
                 .map_err(backend)?;
             let rows = st
                 .query_map([], |r| account_from_row(r, 0))
@@ -400,9 +402,11 @@ impl Store for SqliteStore {
                     .join(", ")
             );
             let mut st = c.prepare_cached(&sql).map_err(backend)?;
-            st.query_row([&hex], |r| Ok((key_from_row(r)?, account_from_row(r, KEY_NCOLS)?)))
-                .optional()
-                .map_err(backend)
+            st.query_row([&hex], |r| {
+                Ok((key_from_row(r)?, account_from_row(r, KEY_NCOLS)?))
+            })
+            .optional()
+            .map_err(backend)
         })
         .await
     }

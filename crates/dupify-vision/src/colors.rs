@@ -77,7 +77,10 @@ fn histogram(img: &RgbaImage, mask: Option<&GrayImage>) -> Vec<Point> {
         .filter(|(c, _)| **c > 0)
         .map(|(c, s)| {
             let mean = [(s[0] / c) as u8, (s[1] / c) as u8, (s[2] / c) as u8];
-            Point { lab: srgb_to_lab(mean), w: *c as f64 }
+            Point {
+                lab: srgb_to_lab(mean),
+                w: *c as f64,
+            }
         })
         .collect()
 }
@@ -144,8 +147,8 @@ fn kmeans(points: &[Point], mut centers: Vec<[f32; 3]>) -> (Vec<[f32; 3]>, Vec<f
         let mut sums = vec![[0.0f64; 3]; k];
         weights = vec![0.0; k];
         for (p, &a) in points.iter().zip(&assign) {
-            for j in 0..3 {
-                sums[a][j] += p.lab[j] as f64 * p.w;
+            for (sum, v) in sums[a].iter_mut().zip(p.lab) {
+                *sum += v as f64 * p.w;
             }
             weights[a] += p.w;
         }
@@ -173,14 +176,22 @@ fn merge(a: ([f32; 3], f64), b: ([f32; 3], f64)) -> ([f32; 3], f64) {
 
 /// The dominant colors of the pixels with mask ≥ 128 and alpha ≥ 128 (all opaque pixels
 /// if the mask leaves too few), at most `max_colors`, largest share first.
-pub fn dominant_colors(img: &RgbaImage, mask: Option<&GrayImage>, max_colors: u8) -> Vec<ColorEntry> {
+pub fn dominant_colors(
+    img: &RgbaImage,
+    mask: Option<&GrayImage>,
+    max_colors: u8,
+) -> Vec<ColorEntry> {
     let points = histogram(img, mask);
     if points.is_empty() {
         return Vec::new();
     }
     let k = (max_colors.max(1) as usize).min(points.len());
     let (centers, weights) = kmeans(&points, seed(&points, k));
-    let mut clusters: Vec<([f32; 3], f64)> = centers.into_iter().zip(weights).filter(|c| c.1 > 0.0).collect();
+    let mut clusters: Vec<([f32; 3], f64)> = centers
+        .into_iter()
+        .zip(weights)
+        .filter(|c| c.1 > 0.0)
+        .collect();
 
     // Merge near-identical clusters, closest pair first.
     loop {
@@ -251,7 +262,11 @@ mod tests {
     fn navy_white(noise: bool) -> RgbaImage {
         let mut state = 7u32;
         RgbaImage::from_fn(200, 100, |x, _| {
-            let base: [u8; 3] = if x < 140 { [0x1f, 0x2a, 0x44] } else { [255, 255, 255] };
+            let base: [u8; 3] = if x < 140 {
+                [0x1f, 0x2a, 0x44]
+            } else {
+                [255, 255, 255]
+            };
             let n = if noise {
                 state = state.wrapping_mul(1_103_515_245).wrapping_add(12345);
                 ((state >> 16) % 7) as i32 - 3
@@ -292,8 +307,18 @@ mod tests {
     #[test]
     fn twelve_stripes() {
         let palette: [[u8; 3]; 12] = [
-            [255, 0, 0], [0, 255, 0], [0, 0, 255], [255, 255, 0], [0, 255, 255], [255, 0, 255],
-            [0, 0, 0], [255, 255, 255], [128, 64, 0], [255, 128, 0], [128, 0, 128], [0, 128, 64],
+            [255, 0, 0],
+            [0, 255, 0],
+            [0, 0, 255],
+            [255, 255, 0],
+            [0, 255, 255],
+            [255, 0, 255],
+            [0, 0, 0],
+            [255, 255, 255],
+            [128, 64, 0],
+            [255, 128, 0],
+            [128, 0, 128],
+            [0, 128, 64],
         ];
         let img = RgbaImage::from_fn(240, 50, |x, _| {
             let p = palette[(x / 20) as usize];
@@ -302,23 +327,37 @@ mod tests {
         let c = dominant_colors(&img, None, 12);
         assert_eq!(c.len(), 12, "{c:?}");
         for p in palette {
-            assert!(c.iter().any(|e| de(e.rgb, p) < 1.5), "{p:?} missing in {c:?}");
+            assert!(
+                c.iter().any(|e| de(e.rgb, p) < 1.5),
+                "{p:?} missing in {c:?}"
+            );
         }
     }
 
     #[test]
     fn mask_restricts_and_output_is_deterministic() {
         let img = navy_white(true);
-        let mask = GrayImage::from_fn(200, 100, |x, _| image::Luma([if x < 140 { 255 } else { 0 }]));
+        let mask = GrayImage::from_fn(200, 100, |x, _| {
+            image::Luma([if x < 140 { 255 } else { 0 }])
+        });
         let c = dominant_colors(&img, Some(&mask), 5);
         assert_eq!(c.len(), 1);
         assert_eq!(c[0].name, "navy");
-        assert_eq!(dominant_colors(&img, None, 5), dominant_colors(&img, None, 5));
+        assert_eq!(
+            dominant_colors(&img, None, 5),
+            dominant_colors(&img, None, 5)
+        );
     }
 
     #[test]
     fn transparent_pixels_are_ignored() {
-        let img = RgbaImage::from_fn(10, 10, |x, _| if x < 5 { Rgba([255, 0, 0, 0]) } else { Rgba([0, 0, 255, 255]) });
+        let img = RgbaImage::from_fn(10, 10, |x, _| {
+            if x < 5 {
+                Rgba([255, 0, 0, 0])
+            } else {
+                Rgba([0, 0, 255, 255])
+            }
+        });
         let c = dominant_colors(&img, None, 5);
         assert_eq!(c.len(), 1);
         assert_eq!(dominant_colors(&RgbaImage::new(4, 4), None, 3), vec![]);

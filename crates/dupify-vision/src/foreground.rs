@@ -69,13 +69,20 @@ fn border_background(img: &RgbaImage) -> Option<[u8; 3]> {
     for s in &samples {
         hist[((s[0] as usize >> 4) << 8) | ((s[1] as usize >> 4) << 4) | (s[2] as usize >> 4)] += 1;
     }
-    let mode = hist.iter().enumerate().max_by_key(|(i, c)| (**c, usize::MAX - i)).map(|(i, _)| i)?;
+    let mode = hist
+        .iter()
+        .enumerate()
+        .max_by_key(|(i, c)| (**c, usize::MAX - i))
+        .map(|(i, _)| i)?;
     let center = [
         (((mode >> 8) & 15) << 4 | 8) as u8,
         (((mode >> 4) & 15) << 4 | 8) as u8,
         ((mode & 15) << 4 | 8) as u8,
     ];
-    let near: Vec<&[u8; 3]> = samples.iter().filter(|s| dist_sq(**s, center) <= BG_MATCH_SQ).collect();
+    let near: Vec<&[u8; 3]> = samples
+        .iter()
+        .filter(|s| dist_sq(**s, center) <= BG_MATCH_SQ)
+        .collect();
     if (near.len() as f32) < UNIFORM_BORDER_SHARE * samples.len() as f32 {
         return None;
     }
@@ -87,7 +94,11 @@ fn border_background(img: &RgbaImage) -> Option<[u8; 3]> {
         }
     }
     let mean = [(sum[0] / n) as u8, (sum[1] / n) as u8, (sum[2] / n) as u8];
-    let share = samples.iter().filter(|s| dist_sq(**s, mean) <= BG_MATCH_SQ).count() as f32 / samples.len() as f32;
+    let share = samples
+        .iter()
+        .filter(|s| dist_sq(**s, mean) <= BG_MATCH_SQ)
+        .count() as f32
+        / samples.len() as f32;
     (share >= UNIFORM_BORDER_SHARE).then_some(mean)
 }
 
@@ -105,7 +116,13 @@ pub fn border_estimate(img: &RgbaImage) -> ForegroundEstimate {
     }
     let translucent = img.pixels().filter(|p| p.0[3] < 250).count();
     if translucent > 0 {
-        let mask = GrayImage::from_fn(w, h, |x, y| Luma([if img.get_pixel(x, y).0[3] >= 128 { 255 } else { 0 }]));
+        let mask = GrayImage::from_fn(w, h, |x, y| {
+            Luma([if img.get_pixel(x, y).0[3] >= 128 {
+                255
+            } else {
+                0
+            }])
+        });
         let fg = mask.pixels().filter(|p| p.0[0] == 255).count();
         return ForegroundEstimate {
             mask,
@@ -157,7 +174,13 @@ pub fn border_estimate(img: &RgbaImage) -> ForegroundEstimate {
     if !(MIN_SHARE..=1.0 - MIN_SHARE).contains(&ratio) {
         return whole_image(w, h);
     }
-    let mask = GrayImage::from_fn(w, h, |x, y| Luma([if background[(y * w + x) as usize] { 0 } else { 255 }]));
+    let mask = GrayImage::from_fn(w, h, |x, y| {
+        Luma([if background[(y * w + x) as usize] {
+            0
+        } else {
+            255
+        }])
+    });
     ForegroundEstimate {
         mask,
         method: ForegroundMethod::BorderColor,
@@ -222,7 +245,13 @@ mod tests {
 
     #[test]
     fn transparency_wins() {
-        let img = RgbaImage::from_fn(50, 50, |x, _| if x < 20 { Rgba([0, 0, 0, 0]) } else { Rgba([9, 9, 200, 255]) });
+        let img = RgbaImage::from_fn(50, 50, |x, _| {
+            if x < 20 {
+                Rgba([0, 0, 0, 0])
+            } else {
+                Rgba([9, 9, 200, 255])
+            }
+        });
         let e = border_estimate(&img);
         assert_eq!(e.method, ForegroundMethod::Alpha);
         assert!((e.foreground_ratio - 0.6).abs() < 1e-6);

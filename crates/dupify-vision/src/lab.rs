@@ -12,7 +12,11 @@ fn srgb_to_linear(c: u8) -> f32 {
 
 fn linear_to_srgb(v: f32) -> u8 {
     let v = v.clamp(0.0, 1.0);
-    let s = if v <= 0.003_130_8 { v * 12.92 } else { 1.055 * v.powf(1.0 / 2.4) - 0.055 };
+    let s = if v <= 0.003_130_8 {
+        v * 12.92
+    } else {
+        1.055 * v.powf(1.0 / 2.4) - 0.055
+    };
     (s * 255.0).round().clamp(0.0, 255.0) as u8
 }
 
@@ -66,7 +70,11 @@ pub fn lab_to_srgb(lab: [f32; 3]) -> [u8; 3] {
     let fy = (lab[0] + 16.0) / 116.0;
     let fx = fy + lab[1] / 500.0;
     let fz = fy - lab[2] / 200.0;
-    let (x, y, z) = (f_inv(fx) * WHITE[0], f_inv(fy) * WHITE[1], f_inv(fz) * WHITE[2]);
+    let (x, y, z) = (
+        f_inv(fx) * WHITE[0],
+        f_inv(fy) * WHITE[1],
+        f_inv(fz) * WHITE[2],
+    );
     let r = 3.240_454_2 * x - 1.537_138_5 * y - 0.498_531_4 * z;
     let g = -0.969_266 * x + 1.876_010_8 * y + 0.041_556 * z;
     let b = 0.055_643_4 * x - 0.204_025_9 * y + 1.057_225_2 * z;
@@ -137,7 +145,10 @@ pub fn delta_e2000(lab1: [f32; 3], lab2: [f32; 3]) -> f32 {
     let sc = 1.0 + 0.045 * cbarp;
     let sh = 1.0 + 0.015 * cbarp * t;
     let rt = -(2.0 * dtheta).to_radians().sin() * rc;
-    let v = (dlp / sl).powi(2) + (dcp / sc).powi(2) + (dhp_big / sh).powi(2) + rt * (dcp / sc) * (dhp_big / sh);
+    let v = (dlp / sl).powi(2)
+        + (dcp / sc).powi(2)
+        + (dhp_big / sh).powi(2)
+        + rt * (dcp / sc) * (dhp_big / sh);
     v.max(0.0).sqrt() as f32
 }
 
@@ -152,12 +163,23 @@ mod tests {
     #[test]
     fn reference_conversions() {
         let w = srgb_to_lab([255, 255, 255]);
-        assert!(close(w[0], 100.0, 0.01) && close(w[1], 0.0, 0.01) && close(w[2], 0.0, 0.01), "{w:?}");
+        assert!(
+            close(w[0], 100.0, 0.01) && close(w[1], 0.0, 0.01) && close(w[2], 0.0, 0.01),
+            "{w:?}"
+        );
         let r = srgb_to_lab([255, 0, 0]);
-        assert!(close(r[0], 53.24, 0.05) && close(r[1], 80.09, 0.1) && close(r[2], 67.20, 0.1), "{r:?}");
+        assert!(
+            close(r[0], 53.24, 0.05) && close(r[1], 80.09, 0.1) && close(r[2], 67.20, 0.1),
+            "{r:?}"
+        );
         let k = srgb_to_lab([0, 0, 0]);
         assert!(close(k[0], 0.0, 0.01));
-        for rgb in [[31u8, 42, 68], [200, 30, 40], [12, 250, 99], [128, 128, 128]] {
+        for rgb in [
+            [31u8, 42, 68],
+            [200, 30, 40],
+            [12, 250, 99],
+            [128, 128, 128],
+        ] {
             assert_eq!(lab_to_srgb(srgb_to_lab(rgb)), rgb);
         }
     }
@@ -165,9 +187,21 @@ mod tests {
     #[test]
     fn ciede2000_reference_pairs() {
         // Pairs 1, 7 and 17 of Sharma, Wu & Dalal (2005).
-        assert!(close(delta_e2000([50.0, 2.6772, -79.7751], [50.0, 0.0, -82.7485]), 2.0425, 1e-3));
-        assert!(close(delta_e2000([50.0, 0.0, 0.0], [50.0, -1.0, 2.0]), 2.3669, 1e-3));
-        assert!(close(delta_e2000([50.0, 2.5, 0.0], [73.0, 25.0, -18.0]), 27.1492, 1e-3));
+        assert!(close(
+            delta_e2000([50.0, 2.6772, -79.7751], [50.0, 0.0, -82.7485]),
+            2.0425,
+            1e-3
+        ));
+        assert!(close(
+            delta_e2000([50.0, 0.0, 0.0], [50.0, -1.0, 2.0]),
+            2.3669,
+            1e-3
+        ));
+        assert!(close(
+            delta_e2000([50.0, 2.5, 0.0], [73.0, 25.0, -18.0]),
+            27.1492,
+            1e-3
+        ));
         assert_eq!(delta_e2000([40.0, 10.0, 10.0], [40.0, 10.0, 10.0]), 0.0);
     }
 }

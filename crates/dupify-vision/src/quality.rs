@@ -118,7 +118,9 @@ pub fn brightness(img: &RgbaImage, mask: Option<&GrayImage>) -> f32 {
 /// foreground's centroid (1 at the centre, 0 at a corner) × 0.35 + margin (minus 0.25
 /// per frame side the foreground's box touches) × 0.15. Without a mask: 0.5.
 pub fn composition(mask: Option<&GrayImage>) -> f32 {
-    let Some(m) = mask else { return NEUTRAL_COMPOSITION };
+    let Some(m) = mask else {
+        return NEUTRAL_COMPOSITION;
+    };
     let (w, h) = m.dimensions();
     let (mut n, mut sx, mut sy) = (0u64, 0u64, 0u64);
     let (mut x0, mut y0, mut x1, mut y1) = (u32::MAX, u32::MAX, 0, 0);
@@ -148,9 +150,15 @@ pub fn composition(mask: Option<&GrayImage>) -> f32 {
     } else {
         1.0 - 0.5 * (cov - 0.8) / 0.2
     };
-    let (cx, cy) = (sx as f32 / n as f32 / w as f32 - 0.5, sy as f32 / n as f32 / h as f32 - 0.5);
+    let (cx, cy) = (
+        sx as f32 / n as f32 / w as f32 - 0.5,
+        sy as f32 / n as f32 / h as f32 - 0.5,
+    );
     let centring = 1.0 - ((cx * cx + cy * cy).sqrt() / 0.5f32.hypot(0.5)).min(1.0);
-    let touching = [x0 == 0, y0 == 0, x1 + 1 == w, y1 + 1 == h].iter().filter(|t| **t).count();
+    let touching = [x0 == 0, y0 == 0, x1 + 1 == w, y1 + 1 == h]
+        .iter()
+        .filter(|t| **t)
+        .count();
     let margin = 1.0 - 0.25 * touching as f32;
     round3(0.5 * coverage + 0.35 * centring + 0.15 * margin)
 }
@@ -179,8 +187,12 @@ mod tests {
 
     fn textured(w: u32, h: u32) -> RgbaImage {
         RgbaImage::from_fn(w, h, |x, y| {
-            let v = if ((x / 6) + (y / 6)) % 2 == 0 { 60 } else { 190 };
-            Rgba([v, v, (v / 2) as u8, 255])
+            let v = if ((x / 6) + (y / 6)) % 2 == 0 {
+                60
+            } else {
+                190
+            };
+            Rgba([v, v, v / 2, 255])
         })
     }
 
@@ -197,15 +209,27 @@ mod tests {
         let mid = RgbaImage::from_pixel(50, 50, Rgba([128, 120, 110, 255]));
         let dark = RgbaImage::from_pixel(50, 50, Rgba([8, 8, 8, 255]));
         let blown = RgbaImage::from_pixel(50, 50, Rgba([253, 253, 253, 255]));
-        let (m, d, b) = (brightness(&mid, None), brightness(&dark, None), brightness(&blown, None));
+        let (m, d, b) = (
+            brightness(&mid, None),
+            brightness(&dark, None),
+            brightness(&blown, None),
+        );
         assert_eq!(m, 1.0);
         assert!(d < 0.2 && b < 0.2, "{d} {b}");
     }
 
     #[test]
     fn centred_object_beats_small_corner_object() {
-        let centred = GrayImage::from_fn(100, 100, |x, y| Luma([if (25..75).contains(&x) && (20..80).contains(&y) { 255 } else { 0 }]));
-        let corner = GrayImage::from_fn(100, 100, |x, y| Luma([if x < 8 && y < 8 { 255 } else { 0 }]));
+        let centred = GrayImage::from_fn(100, 100, |x, y| {
+            Luma([if (25..75).contains(&x) && (20..80).contains(&y) {
+                255
+            } else {
+                0
+            }])
+        });
+        let corner = GrayImage::from_fn(100, 100, |x, y| {
+            Luma([if x < 8 && y < 8 { 255 } else { 0 }])
+        });
         let (c, k) = (composition(Some(&centred)), composition(Some(&corner)));
         assert!(c > 0.9 && k < 0.4, "{c} {k}");
         assert_eq!(composition(None), 0.5);

@@ -1,0 +1,47 @@
+//! The router: which path goes to which handler, and the layers around them.
+
+use std::sync::Arc;
+
+use axum::extract::DefaultBodyLimit;
+use axum::middleware::{from_fn, from_fn_with_state};
+use axum::routing::{get, post, MethodRouter};
+use axum::Router;
+
+use crate::auth::require_key;
+use crate::edge::edge;
+use crate::error::AppError;
+use crate::handlers::{colors, ops, usage};
+use crate::state::SharedState;
+
+async fn not_found() -> AppError {
+    AppError(dupify_core::ApiError::from_code(
+        dupify_core::ErrorCode::NotFound,
+    ))
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError(dupify_core::ApiError::from_code(
+        dupify_core::ErrorCode::MethodNotAllowed,
+    ))
+}
+
+/// Wraps a route's handlers in key authentication; a wrong method still answers 405
+/// without asking for a key (the layer only runs for matched methods).
+fn authed(state: &SharedState, r: MethodRouter<SharedState>) -> MethodRouter<SharedState> {
+    r.route_layer(from_fn_with_state(state.clone(), require_key))
+}
+
+pub fn router(state: SharedState) -> Router {
+    let body_limit = state.config.body_limit_bytes;
+    Router::new()
+        .route("/health", get(ops::health))
+        .route("/ready", get(ops::ready))
+        .route("/metrics", get(ops::metrics))
+        .route("/v1/colors", authed(&state, post(colors::colors)))
+        .route("/v1/usage", authed(&state, get(usage::usage)))
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(from_fn(edge))
+        .with_state(Arc::clone(&state))
+}

@@ -1,0 +1,5 @@
+//! Route handlers, one module per resource.
+
+pub mod colors;
+pub mod ops;
+pub mod usage;

@@ -1,0 +1,51 @@
+//! Shared application state handed to every handler.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use chrono::{DateTime, Utc};
+use dupify_images::{FetchPolicy, Fetcher, IntakeLimits};
+use dupify_store::Store;
+use metrics_exporter_prometheus::PrometheusHandle;
+use tokio::sync::Semaphore;
+
+use crate::cache::ResultCache;
+use crate::config::ServerConfig;
+use crate::ratelimit::RateLimiter;
+
+pub struct AppState {
+    pub config: ServerConfig,
+    pub store: Arc<dyn Store>,
+    pub limiter: Arc<dyn RateLimiter>,
+    pub cache: Arc<dyn ResultCache>,
+    pub fetcher: Fetcher,
+    pub fetch_policy: FetchPolicy,
+    pub intake: IntakeLimits,
+    /// Bounds CPU-heavy work (decode, features) to the cores we have, so a burst queues
+    /// instead of oversubscribing the machine.
+    pub cpu: Arc<Semaphore>,
+    pub metrics: PrometheusHandle,
+    /// `last_used_at` updates coalesced in memory and flushed every few seconds, so
+    /// authentication never writes to the database on the hot path.
+    pub key_touches: Mutex<HashMap<String, DateTime<Utc>>>,
+}
+
+pub type SharedState = Arc<AppState>;
+
+impl AppState {
+    pub fn touch_key(&self, key_id: &str, at: DateTime<Utc>) {
+        let mut t = self.key_touches.lock().unwrap_or_else(|p| p.into_inner());
+        t.insert(key_id.to_owned(), at);
+    }
+
+    /// Writes pending `last_used_at` updates.
+    pub async fn flush_key_touches(&self) {
+        let pending: Vec<_> = {
+            let mut t = self.key_touches.lock().unwrap_or_else(|p| p.into_inner());
+            t.drain().collect()
+        };
+        if let Err(e) = self.store.touch_keys(pending).await {
+            tracing::warn!(error = %e, "could not record key last_used_at");
+        }
+    }
+}

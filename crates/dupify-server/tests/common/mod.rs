@@ -1,0 +1,234 @@
+//! Test harness: a real server on an ephemeral port with a temporary data dir, plus
+//! helpers that make real images.
+#![allow(dead_code)]
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use base64::Engine;
+use dupify_core::{ApiKeySecret, KeyMode, Scopes, Tier};
+use dupify_server::ServerConfig;
+use dupify_store::{Account, NewAccount, NewKey, SqliteStore, Store};
+use serde_json::{json, Value};
+use tempfile::TempDir;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub base: String,
+    /// A second store handle on the same file, as the CLI would have.
+    pub store: SqliteStore,
+    pub dir: TempDir,
+    shutdown: Option<oneshot::Sender<()>>,
+    handle: Option<JoinHandle<anyhow::Result<()>>>,
+}
+
+impl TestServer {
+    pub async fn start() -> Self {
+        Self::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(f: impl FnOnce(&mut ServerConfig)) -> Self {
+        Self::start_in(tempfile::tempdir().unwrap(), f).await
+    }
+
+    pub async fn start_in(dir: TempDir, f: impl FnOnce(&mut ServerConfig)) -> Self {
+        let mut cfg = ServerConfig {
+            data_dir: dir.path().to_owned(),
+            bind: "127.0.0.1:0".parse().unwrap(),
+            shutdown_grace_secs: 5,
+            ..ServerConfig::default()
+        };
+        f(&mut cfg);
+        let listener = tokio::net::TcpListener::bind(cfg.bind).await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server_store = SqliteStore::open(dir.path()).unwrap();
+        let store = SqliteStore::open(dir.path()).unwrap();
+        let state = dupify_server::build_state(cfg, Arc::new(server_store));
+        let (tx, rx) = oneshot::channel::<()>();
+        let handle = tokio::spawn(dupify_server::serve(listener, state, async {
+            let _ = rx.await;
+        }));
+        TestServer {
+            addr,
+            base: format!("http://{addr}"),
+            store,
+            dir,
+            shutdown: Some(tx),
+            handle: Some(handle),
+        }
+    }
+
+    /// Graceful stop; returns the data dir so a test can start again on it.
+    pub async fn stop(mut self) -> TempDir {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+        if let Some(h) = self.handle.take() {
+            h.await.unwrap().unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        std::mem::replace(&mut self.dir, dir)
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    pub async fn account(&self, tier: Tier, monthly: Option<u64>, rate: Option<u32>) -> Account {
+        self.store
+            .create_account(NewAccount {
+                email: format!("{}@test.local", uuid_like()),
+                tier,
+                monthly_limit: monthly,
+                rate_limit: rate,
+            })
+            .await
+            .unwrap()
+    }
+
+    pub async fn key_with(
+        &self,
+        account: &Account,
+        scopes: &str,
+        mode: KeyMode,
+        expires_at: Option<chrono::DateTime<chrono::Utc>>,
+    ) -> (String, String) {
+        let secret = ApiKeySecret::generate(mode);
+        let rec = self
+            .store
+            .create_key(NewKey {
+                account_id: account.id.clone(),
+                name: "test".into(),
+                hash: secret.hash(),
+                prefix: secret.display_prefix(),
+                mode,
+                scopes: Scopes::parse_list(scopes).unwrap(),
+                expires_at,
+            })
+            .await
+            .unwrap();
+        (secret.expose().to_owned(), rec.id)
+    }
+
+    /// An unlimited account's live key with every scope.
+    pub async fn admin_key(&self) -> String {
+        let a = self.account(Tier::Unlimited, None, None).await;
+        self.key_with(&a, "", KeyMode::Live, None).await.0
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(tx) = self.shutdown.take() {
+            let _ = tx.send(());
+        }
+    }
+}
+
+fn uuid_like() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static N: AtomicU64 = AtomicU64::new(0);
+    format!(
+        "u{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+            + (std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_nanos() as u64
+                % 1_000_000_000)
+    )
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder().no_proxy().build().unwrap()
+}
+
+pub fn b64(bytes: &[u8]) -> String {
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+pub fn encode(img: &image::RgbImage, format: image::ImageFormat) -> Vec<u8> {
+    let mut out = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut out), format)
+        .unwrap();
+    out
+}
+
+pub fn png(img: &image::RgbImage) -> Vec<u8> {
+    encode(img, image::ImageFormat::Png)
+}
+
+/// A solid image in a color derived from `seed`, so every seed gives different bytes.
+pub fn distinct_png(seed: u32) -> String {
+    let c = [
+        (seed * 37 % 256) as u8,
+        (seed * 91 % 256) as u8,
+        (seed * 151 % 256) as u8,
+    ];
+    let img = image::RgbImage::from_fn(16, 16, |x, y| {
+        if (x + y) % 7 == 0 {
+            image::Rgb([c[0] ^ 0x55, c[1], c[2]])
+        } else {
+            image::Rgb(c)
+        }
+    });
+    b64(&png(&img))
+}
+
+/// 70% #1f2a44 on the left, 30% white on the right.
+pub fn navy_white(width: u32, height: u32) -> image::RgbImage {
+    let split = width * 7 / 10;
+    image::RgbImage::from_fn(width, height, |x, _| {
+        if x < split {
+            image::Rgb([0x1f, 0x2a, 0x44])
+        } else {
+            image::Rgb([255, 255, 255])
+        }
+    })
+}
+
+pub async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    key: &str,
+    body: Value,
+) -> reqwest::Response {
+    client
+        .post(url)
+        .header("X-API-Key", key)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+pub async fn colors_of(server: &TestServer, key: &str, b64_img: &str) -> reqwest::Response {
+    post(
+        &client(),
+        &server.url("/v1/colors"),
+        key,
+        json!({"image_base64": b64_img}),
+    )
+    .await
+}
+
+/// Asserts the envelope and returns the `error` object.
+pub async fn expect_error(res: reqwest::Response, status: u16, code: &str) -> Value {
+    let got = res.status().as_u16();
+    let rid = res
+        .headers()
+        .get("x-request-id")
+        .map(|v| v.to_str().unwrap().to_owned());
+    let body: Value = res.json().await.unwrap();
+    assert_eq!(got, status, "status for {code}: body {body}");
+    assert_eq!(body["error"]["code"], code, "body {body}");
+    assert!(body["error"]["message"]
+        .as_str()
+        .is_some_and(|m| !m.is_empty()));
+    let rid = rid.expect("X-Request-Id header");
+    assert_eq!(body["error"]["request_id"], rid.as_str());
+    body["error"].clone()
+}
