@@ -380,3 +380,41 @@ mod tests {
         assert!(parse_image_url("http://127.0.0.2:9/x", "image_url", &exempt).is_err());
     }
 }
+
+#[cfg(test)]
+mod resolver_tests {
+    use super::*;
+    use std::str::FromStr;
+
+    #[tokio::test]
+    async fn names_resolving_to_refused_addresses_are_refused() {
+        let r = CheckedResolver {
+            policy: Arc::new(FetchPolicy::default()),
+        };
+        let err = match r.resolve(Name::from_str("localhost").unwrap()).await {
+            Ok(_) => panic!("localhost must be refused"),
+            Err(e) => e,
+        };
+        assert!(err.downcast_ref::<RefusedAddress>().is_some(), "{err}");
+        let open = CheckedResolver {
+            policy: Arc::new(FetchPolicy {
+                allow_private_hosts: true,
+                ..FetchPolicy::default()
+            }),
+        };
+        let addrs: Vec<_> = open
+            .resolve(Name::from_str("localhost").unwrap())
+            .await
+            .unwrap()
+            .collect();
+        assert!(addrs.iter().all(|a| a.ip().is_loopback()));
+        let err = match r
+            .resolve(Name::from_str("no-such-host.invalid").unwrap())
+            .await
+        {
+            Ok(_) => panic!("must fail"),
+            Err(e) => e,
+        };
+        assert!(err.downcast_ref::<DnsFailure>().is_some(), "{err}");
+    }
+}

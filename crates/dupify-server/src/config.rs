@@ -24,6 +24,9 @@ pub struct ServerConfig {
     pub max_image_pixels: u64,
     /// Lets the server fetch from private/loopback addresses. For tests only.
     pub allow_private_image_hosts: bool,
+    /// Exact private addresses image URLs may still point at (an internal image host).
+    /// Every other private, loopback or link-local address stays refused.
+    pub allowed_private_image_ips: Vec<std::net::IpAddr>,
     /// Connect timeout for image downloads, in seconds.
     pub fetch_connect_timeout_secs: f64,
     /// Whole-download timeout for image downloads, in seconds.
@@ -50,6 +53,7 @@ impl Default for ServerConfig {
             max_image_bytes: 10 * 1024 * 1024,
             max_image_pixels: 50_000_000,
             allow_private_image_hosts: false,
+            allowed_private_image_ips: Vec::new(),
             fetch_connect_timeout_secs: 5.0,
             fetch_timeout_secs: 15.0,
             cache_max_mib: 256,

@@ -55,6 +55,7 @@ fn metrics_handle() -> PrometheusHandle {
 pub fn build_state(config: ServerConfig, store: Arc<dyn Store>) -> SharedState {
     let fetch_policy = FetchPolicy {
         allow_private_hosts: config.allow_private_image_hosts,
+        allowed_private_ips: config.allowed_private_image_ips.clone(),
         connect_timeout: config.fetch_connect_timeout(),
         total_timeout: config.fetch_timeout(),
         max_bytes: config.max_image_bytes,

@@ -80,6 +80,49 @@ async fn private_and_metadata_hosts_are_refused_by_default() {
 }
 
 #[tokio::test]
+async fn redirects_into_private_space_are_refused() {
+    let host = image_host().await;
+    // The image host itself (127.0.0.1) is exempted as a "public" host would be; nothing
+    // else private is.
+    let s = TestServer::start_with(|c| c.allowed_private_image_ips = vec![host.ip()]).await;
+    let key = s.admin_key().await;
+    let c = client();
+    let u = |p: &str| format!("http://{host}{p}");
+    let res = post(
+        &c,
+        &s.url("/v1/colors"),
+        &key,
+        json!({"image_url": u("/to-img")}),
+    )
+    .await;
+    assert_eq!(res.status(), 200, "an allowed redirect still works");
+    for p in ["/to-metadata", "/to-loopback"] {
+        let e = expect_error(
+            post(&c, &s.url("/v1/colors"), &key, json!({"image_url": u(p)})).await,
+            400,
+            "invalid_image_url",
+        )
+        .await;
+        assert_eq!(e["details"]["parameter"], "image_url");
+    }
+    // A name that resolves to loopback is refused even though 127.0.0.1 is exempt: it
+    // also resolves to ::1 (or is refused by name).
+    let e = expect_error(
+        post(
+            &c,
+            &s.url("/v1/colors"),
+            &key,
+            json!({"image_url": format!("http://localhost:{}/img.png", host.port())}),
+        )
+        .await,
+        400,
+        "invalid_image_url",
+    )
+    .await;
+    assert_eq!(e["details"]["parameter"], "image_url");
+}
+
+#[tokio::test]
 async fn downloads_with_the_test_flag_on() {
     let host = image_host().await;
     let s = TestServer::start_with(|c| c.allow_private_image_hosts = true).await;

@@ -1,0 +1,295 @@
+//! The `dupify` binary as an operator uses it, including management commands acting on
+//! a running server's data dir.
+
+use std::io::{BufRead, BufReader};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{json, Value};
+
+fn dupify(data: &Path, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dupify"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env_remove("DUPIFY_BIND")
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+fn last_line(s: &str) -> String {
+    s.lines().last().unwrap_or_default().trim().to_owned()
+}
+
+fn is_key(s: &str, prefix: &str) -> bool {
+    s.len() == 40 && s.starts_with(prefix) && s[8..].bytes().all(|b| b.is_ascii_alphanumeric())
+}
+
+struct Server {
+    child: Child,
+    base: String,
+    key: String,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn serve(data: &Path) -> Server {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dupify"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("DUPIFY_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let (mut base, mut key) = (String::new(), String::new());
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("Dupify is serving on ") {
+            base = rest.split_whitespace().next().unwrap().to_owned();
+        }
+        if is_key(line.trim(), "fe_live_") {
+            key = line.trim().to_owned();
+        }
+        if line.trim_start().starts_with("curl ") || line.starts_with("Create a key") {
+            break;
+        }
+    }
+    // Keep draining stdout so the server never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    assert!(!base.is_empty(), "no address printed");
+    Server { child, base, key }
+}
+
+#[test]
+fn accounts_and_keys_commands() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let (ok, out, err) = dupify(
+        d,
+        &[
+            "accounts",
+            "create",
+            "--email",
+            "shop@example.com",
+            "--tier",
+            "starter",
+            "--rate-limit",
+            "5",
+        ],
+    );
+    assert!(ok, "{err}");
+    let account = last_line(&out);
+    assert!(account.starts_with("acct_"), "{out}");
+    let (ok, out, _) = dupify(d, &["accounts", "list"]);
+    assert!(
+        ok && out.contains(&account) && out.contains("starter") && out.contains("rate=5/min"),
+        "{out}"
+    );
+
+    let (ok, out, err) = dupify(
+        d,
+        &[
+            "keys",
+            "create",
+            "--account",
+            &account,
+            "--name",
+            "ci",
+            "--scopes",
+            "colors,embed",
+            "--expires-in",
+            "30d",
+        ],
+    );
+    assert!(ok, "{err}");
+    let key = last_line(&out);
+    assert!(is_key(&key, "fe_live_"), "{out}");
+    let (ok, out, _) = dupify(
+        d,
+        &[
+            "keys",
+            "create",
+            "--account",
+            &account,
+            "--name",
+            "t",
+            "--test",
+        ],
+    );
+    assert!(ok);
+    assert!(is_key(&last_line(&out), "fe_test_"));
+
+    let (ok, out, _) = dupify(d, &["keys", "list", "--account", &account]);
+    assert!(ok);
+    assert_eq!(out.lines().count(), 2);
+    assert!(
+        out.contains("embed,colors")
+            && out.contains("live")
+            && out.contains("test")
+            && out.contains("active"),
+        "{out}"
+    );
+    assert!(
+        !out.contains(&key[12..]),
+        "the secret never appears in listings"
+    );
+
+    let (ok, out, _) = dupify(d, &["keys", "regenerate", &key]);
+    assert!(ok);
+    let new_key = last_line(&out);
+    assert!(is_key(&new_key, "fe_live_") && new_key != key);
+    let (_, out, _) = dupify(d, &["keys", "list", "--account", &account]);
+    assert_eq!(
+        out.lines().filter(|l| l.contains("revoked")).count(),
+        1,
+        "{out}"
+    );
+    assert_eq!(
+        out.lines()
+            .filter(|l| l.contains("\tci\t") && l.contains("embed,colors"))
+            .count(),
+        2,
+        "{out}"
+    );
+
+    let (ok, _, _) = dupify(d, &["keys", "revoke", &new_key]);
+    assert!(ok);
+    let (ok, _, err) = dupify(
+        d,
+        &["keys", "create", "--account", "acct_nope", "--name", "x"],
+    );
+    assert!(!ok && err.contains("no account"), "{err}");
+    let (ok, _, err) = dupify(
+        d,
+        &[
+            "keys",
+            "create",
+            "--account",
+            &account,
+            "--name",
+            "x",
+            "--scopes",
+            "everything",
+        ],
+    );
+    assert!(!ok && err.contains("unknown scope"), "{err}");
+    let (ok, _, _) = dupify(
+        d,
+        &[
+            "accounts",
+            "update",
+            &account,
+            "--tier",
+            "pro",
+            "--clear-overrides",
+        ],
+    );
+    assert!(ok);
+    let (_, out, _) = dupify(d, &["accounts", "list"]);
+    assert!(out.contains("pro") && out.contains("rate=200/min"), "{out}");
+}
+
+#[test]
+fn serve_prints_a_working_key_and_honours_cli_revocation() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path());
+    assert!(
+        is_key(&s.key, "fe_live_"),
+        "serve on an empty data dir prints a key"
+    );
+    let c = reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .unwrap();
+    let png = {
+        let img = image::RgbImage::from_fn(20, 20, |x, _| {
+            if x < 10 {
+                image::Rgb([200, 30, 40])
+            } else {
+                image::Rgb([250, 250, 250])
+            }
+        });
+        let mut v = Vec::new();
+        img.write_to(&mut std::io::Cursor::new(&mut v), image::ImageFormat::Png)
+            .unwrap();
+        use base64::Engine;
+        base64::engine::general_purpose::STANDARD.encode(v)
+    };
+    let res = c
+        .post(format!("{}/v1/colors", s.base))
+        .header("X-API-Key", &s.key)
+        .json(&json!({"image_base64": png}))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(
+        res.headers().get("x-monthly-limit").is_none(),
+        "the local admin is unlimited"
+    );
+    let body: Value = res.json().unwrap();
+    assert!(body["colors"].is_array());
+
+    // Revoked from another process while the server runs: refused on the next request.
+    let (ok, _, err) = dupify(dir.path(), &["keys", "revoke", &s.key]);
+    assert!(ok, "{err}");
+    let res = c
+        .post(format!("{}/v1/colors", s.base))
+        .header("X-API-Key", &s.key)
+        .json(&json!({"image_base64": png}))
+        .send()
+        .unwrap();
+    assert_eq!(res.status(), 401);
+    let body: Value = res.json().unwrap();
+    assert_eq!(body["error"]["code"], "invalid_api_key");
+    drop(s);
+
+    // A second start on the same data dir creates no second admin and no key unless asked.
+    let s2 = serve(dir.path());
+    assert!(s2.key.is_empty());
+    drop(s2);
+    let (_, out, _) = dupify(dir.path(), &["accounts", "list"]);
+    assert_eq!(out.lines().count(), 1);
+}
+
+#[test]
+fn local_colors_command() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("navy.png");
+    image::RgbImage::from_fn(50, 40, |x, _| {
+        if x < 35 {
+            image::Rgb([0x1f, 0x2a, 0x44])
+        } else {
+            image::Rgb([255, 255, 255])
+        }
+    })
+    .save(&path)
+    .unwrap();
+    let (ok, out, err) = dupify(
+        dir.path(),
+        &["colors", path.to_str().unwrap(), "--all-pixels"],
+    );
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["colors"][0]["name"], "navy");
+    assert_eq!(v["cached"], false);
+    let junk = dir.path().join("junk.png");
+    std::fs::write(&junk, b"not an image").unwrap();
+    let (ok, out, _) = dupify(dir.path(), &["colors", junk.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(out.contains("unsupported_format"));
+}
