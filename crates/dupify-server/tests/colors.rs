@@ -192,3 +192,60 @@ async fn formats_and_orientation() {
     .await;
     assert_eq!(res.status(), 200);
 }
+
+#[tokio::test]
+async fn quality_block_on_request() {
+    let s = TestServer::start().await;
+    let key = s.admin_key().await;
+    // A textured product centred on white: sharp, well placed.
+    let img = image::RgbImage::from_fn(400, 300, |x, y| {
+        if (120..280).contains(&x) && (70..230).contains(&y) {
+            if ((x / 5) + (y / 5)) % 2 == 0 {
+                image::Rgb([40, 60, 150])
+            } else {
+                image::Rgb([180, 60, 40])
+            }
+        } else {
+            image::Rgb([252, 252, 252])
+        }
+    });
+    let res = post(
+        &client(),
+        &s.url("/v1/colors"),
+        &key,
+        json!({"image_base64": b64(&png(&img)), "include_quality": true}),
+    )
+    .await;
+    let b: Value = res.json().await.unwrap();
+    let q = &b["quality"];
+    for k in ["overall", "sharpness", "brightness", "composition"] {
+        let v = q[k].as_f64().unwrap_or(-1.0);
+        assert!((0.0..=1.0).contains(&v), "{k}: {b}");
+    }
+    assert!(q["sharpness"].as_f64().unwrap() > 0.8, "{b}");
+    assert!(q["composition"].as_f64().unwrap() > 0.8, "{b}");
+    // Blurred, the same picture scores lower on sharpness.
+    let blurred = image::imageops::blur(&img, 3.0);
+    let res = post(
+        &client(),
+        &s.url("/v1/colors"),
+        &key,
+        json!({"image_base64": b64(&png(&blurred)), "include_quality": true}),
+    )
+    .await;
+    let b2: Value = res.json().await.unwrap();
+    assert!(
+        b2["quality"]["sharpness"].as_f64().unwrap() < q["sharpness"].as_f64().unwrap() - 0.3,
+        "{b2}"
+    );
+    // Not asked, not given.
+    let res = post(
+        &client(),
+        &s.url("/v1/colors"),
+        &key,
+        json!({"image_base64": b64(&png(&img))}),
+    )
+    .await;
+    let b3: Value = res.json().await.unwrap();
+    assert!(b3.get("quality").is_none());
+}

@@ -128,6 +128,9 @@ struct ColorsArgs {
     /// Use every pixel instead of the estimated foreground.
     #[arg(long)]
     all_pixels: bool,
+    /// Add the quality scores.
+    #[arg(long)]
+    quality: bool,
 }
 
 fn parse_tier(s: &str) -> Result<Tier, String> {
@@ -489,6 +492,7 @@ fn colors_local(cfg: &dupify_server::ServerConfig, args: ColorsArgs) -> anyhow::
     let op = dupify_server::handlers::colors::ColorsOp {
         max_colors: args.max_colors,
         foreground_only: !args.all_pixels,
+        include_quality: args.quality,
     };
     let result = prepare(&bytes, &limits).and_then(|p| op.run(&p));
     match result {

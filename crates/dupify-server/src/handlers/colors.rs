@@ -16,9 +16,12 @@ use crate::images::parse_images;
 use crate::pipeline::{run_image_request, ImageOp, Prepared};
 use crate::state::SharedState;
 
+#[derive(serde::Serialize)]
 pub struct ColorsOp {
     pub max_colors: u8,
     pub foreground_only: bool,
+    /// (beyond) Adds the SPEC §6 `quality` block, as `/v1/embed` does.
+    pub include_quality: bool,
 }
 
 impl ColorsOp {
@@ -26,6 +29,7 @@ impl ColorsOp {
         Ok(ColorsOp {
             max_colors: int_field(opts, "max_colors", 1, 12, 5)? as u8,
             foreground_only: bool_field(opts, "foreground_only", true)?,
+            include_quality: bool_field(opts, "include_quality", false)?,
         })
     }
 }
@@ -36,10 +40,8 @@ impl ImageOp for ColorsOp {
     }
 
     fn options_key(&self) -> String {
-        format!(
-            "max_colors={};foreground_only={}",
-            self.max_colors, self.foreground_only
-        )
+        // Every field is an option that changes the result, so all of them key the cache.
+        serde_json::to_string(self).unwrap_or_default()
     }
 
     fn run(&self, p: &Prepared) -> Result<Map<String, Value>, ApiError> {
@@ -68,8 +70,17 @@ impl ImageOp for ColorsOp {
                 json!({"method": p.foreground.method, "ratio": round4(p.foreground.foreground_ratio)}),
             );
         }
+        if self.include_quality {
+            out.insert("quality".into(), quality_block(p)?);
+        }
         Ok(out)
     }
+}
+
+/// The quality scores, judged on the separated foreground when there is one.
+pub fn quality_block(p: &Prepared) -> Result<Value, ApiError> {
+    let mask = (p.foreground.method != ForegroundMethod::None).then_some(&p.foreground.mask);
+    serde_json::to_value(dupify_vision::quality(&p.image, mask)).map_err(|_| ApiError::internal())
 }
 
 fn round4(v: f32) -> f64 {
