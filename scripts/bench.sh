@@ -49,5 +49,13 @@ wrk.body = [[$BODY]]
 LUA
 echo "== cached /v1/colors, $CONNS connections, $DURATION, 2 wrk threads =="
 wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$DATA/post.lua" "http://127.0.0.1:$PORT/v1/colors"
+# The same with a pro-tier key: limited tiers also report the monthly counter.
+ACCT=$($BIN --data-dir "$DATA" accounts create --email bench@example.com --tier pro | tail -1)
+PRO_KEY=$($BIN --data-dir "$DATA" keys create --account "$ACCT" --name bench 2>/dev/null | tail -1)
+sed "s/$KEY/$PRO_KEY/" "$DATA/post.lua" > "$DATA/post-pro.lua"
+curl -s -o /dev/null "http://127.0.0.1:$PORT/v1/colors" \
+  -H "X-API-Key: $PRO_KEY" -H 'Content-Type: application/json' -d "$BODY"
+echo "== cached /v1/colors with a pro-tier key, $CONNS connections, $DURATION =="
+wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$DATA/post-pro.lua" "http://127.0.0.1:$PORT/v1/colors"
 echo "== server-side latency histogram for /v1/colors (from /metrics) =="
 curl -s "http://127.0.0.1:$PORT/metrics" | grep 'dupify_http_request_duration_seconds_bucket{route="/v1/colors"' | head -20

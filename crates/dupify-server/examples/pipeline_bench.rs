@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dupify_images::{decode, fit_within, DecodeTarget, FetchPolicy, Fetcher, IntakeLimits};
-use dupify_server::pipeline::WORKING_SIDE;
+use dupify_server::pipeline::{DECODE_MIN_SIDE, WORKING_SIDE};
 
 fn photo_jpeg(w: u32, h: u32) -> Vec<u8> {
     // A textured product on a light backdrop with a soft gradient: realistic entropy.
@@ -96,8 +96,17 @@ async fn main() {
 
     let (hash, _) = time(runs, || dupify_images::sha256(&jpeg));
     let (full, _) = time(runs, || decode(&jpeg, &limits, DecodeTarget::Full).unwrap());
+    let (zune, _) = time(runs, || {
+        image::load_from_memory_with_format(&jpeg, image::ImageFormat::Jpeg).unwrap()
+    });
+    let (eighth, _) = time(runs, || {
+        decode(&jpeg, &limits, DecodeTarget::AtLeast(250)).unwrap()
+    });
+    let (quarter, _) = time(runs, || {
+        decode(&jpeg, &limits, DecodeTarget::AtLeast(500)).unwrap()
+    });
     let (reduced, d) = time(runs, || {
-        decode(&jpeg, &limits, DecodeTarget::AtLeast(WORKING_SIDE)).unwrap()
+        decode(&jpeg, &limits, DecodeTarget::AtLeast(DECODE_MIN_SIDE)).unwrap()
     });
     let (resize, small) = time(runs, || fit_within(&d.image, WORKING_SIDE));
     let (fg, est) = time(runs, || dupify_vision::border_estimate(&small));
@@ -115,6 +124,12 @@ async fn main() {
     println!("| fetch over loopback HTTP | {} |", ms(fetch));
     println!("| SHA-256 (cache key) | {} |", ms(hash));
     println!("| decode, full size (2000x1500) | {} |", ms(full));
+    println!(
+        "| decode, full size, `image` crate (zune-jpeg), for comparison | {} |",
+        ms(zune)
+    );
+    println!("| decode, DCT-scaled 1/8 (250x188) | {} |", ms(eighth));
+    println!("| decode, DCT-scaled 1/4 (500x375) | {} |", ms(quarter));
     println!(
         "| decode, DCT-scaled to {}x{} | {} |",
         d.image.width(),

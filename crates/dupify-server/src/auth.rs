@@ -301,8 +301,9 @@ async fn finish_metering(state: &SharedState, caller: &Caller, res: &mut Respons
     h.insert("x-ratelimit-remaining", HeaderValue::from(rate.remaining));
     h.insert("x-ratelimit-reset", HeaderValue::from(rate.reset_unix));
     if let Some(limit) = caller.limits.monthly_calls {
+        let hint_key = (caller.account.id.clone(), caller.period.key());
         let known = meter.lock().period_used;
-        let used = match known {
+        let used = match known.or_else(|| state.usage_hint.get(&hint_key)) {
             Some(u) => u,
             None => state
                 .store
@@ -310,6 +311,7 @@ async fn finish_metering(state: &SharedState, caller: &Caller, res: &mut Respons
                 .await
                 .unwrap_or(0),
         };
+        state.usage_hint.insert(hint_key, used);
         let h = res.headers_mut();
         h.insert("x-monthly-limit", HeaderValue::from(limit));
         h.insert(

@@ -78,6 +78,11 @@ pub fn build_state(config: ServerConfig, store: Arc<dyn Store>) -> SharedState {
         cpu: Arc::new(Semaphore::new(config.effective_cpu_workers())),
         metrics: metrics_handle(),
         key_touches: Mutex::new(HashMap::new()),
+        // Short-lived so usage recorded by another replica shows up within a second.
+        usage_hint: moka::sync::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(Duration::from_secs(1))
+            .build(),
         config,
     })
 }

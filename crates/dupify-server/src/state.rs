@@ -28,6 +28,10 @@ pub struct AppState {
     /// `last_used_at` updates coalesced in memory and flushed every few seconds, so
     /// authentication never writes to the database on the hot path.
     pub key_touches: Mutex<HashMap<String, DateTime<Utc>>>,
+    /// Recently seen monthly usage per account, keyed by `(account, period)`, for the
+    /// `X-Monthly-Remaining` header of requests that reserve nothing (cache hits, errors).
+    /// Quota decisions never read it: they are made by the store, atomically.
+    pub usage_hint: moka::sync::Cache<(String, String), u64>,
 }
 
 pub type SharedState = Arc<AppState>;
