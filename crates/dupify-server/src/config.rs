@@ -37,6 +37,9 @@ pub struct ServerConfig {
     pub cache_ttl_secs: u64,
     /// Concurrent CPU-heavy jobs (decode, features). 0 = number of cores.
     pub cpu_workers: usize,
+    /// Jobs allowed to wait for a CPU worker; beyond that requests get 503 with
+    /// Retry-After instead of an ever-growing backlog.
+    pub cpu_queue_limit: usize,
     /// Longest time to let in-flight requests finish at shutdown, in seconds.
     pub shutdown_grace_secs: u64,
     /// `text` or `json` log lines.
@@ -59,6 +62,7 @@ impl Default for ServerConfig {
             cache_max_mib: 256,
             cache_ttl_secs: 24 * 3600,
             cpu_workers: 0,
+            cpu_queue_limit: 64,
             shutdown_grace_secs: 30,
             log_format: "text".into(),
         }

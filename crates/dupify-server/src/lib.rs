@@ -76,6 +76,7 @@ pub fn build_state(config: ServerConfig, store: Arc<dyn Store>) -> SharedState {
         fetch_policy,
         intake,
         cpu: Arc::new(Semaphore::new(config.effective_cpu_workers())),
+        cpu_waiting: std::sync::atomic::AtomicUsize::new(0),
         metrics: metrics_handle(),
         key_touches: Mutex::new(HashMap::new()),
         // Short-lived so usage recorded by another replica shows up within a second.

@@ -193,7 +193,10 @@ pub async fn run_image_request(
                 let op = op.clone();
                 let state = state.clone();
                 async move {
-                    let permit = state.cpu.clone().acquire_owned().await;
+                    let permit = match state.cpu_slot().await {
+                        Ok(p) => p,
+                        Err(e) => return (i, Err(e)),
+                    };
                     let limits = state.intake;
                     let res = tokio::task::spawn_blocking(move || {
                         let _permit = permit;

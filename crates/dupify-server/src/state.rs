@@ -1,13 +1,14 @@
 //! Shared application state handed to every handler.
 
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use chrono::{DateTime, Utc};
 use dupify_images::{FetchPolicy, Fetcher, IntakeLimits};
 use dupify_store::Store;
 use metrics_exporter_prometheus::PrometheusHandle;
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::cache::ResultCache;
 use crate::config::ServerConfig;
@@ -24,6 +25,8 @@ pub struct AppState {
     /// Bounds CPU-heavy work (decode, features) to the cores we have, so a burst queues
     /// instead of oversubscribing the machine.
     pub cpu: Arc<Semaphore>,
+    /// Jobs currently waiting for a `cpu` permit.
+    pub cpu_waiting: AtomicUsize,
     pub metrics: PrometheusHandle,
     /// `last_used_at` updates coalesced in memory and flushed every few seconds, so
     /// authentication never writes to the database on the hot path.
@@ -37,6 +40,34 @@ pub struct AppState {
 pub type SharedState = Arc<AppState>;
 
 impl AppState {
+    /// A CPU worker slot, or `service_unavailable` when too many jobs already wait.
+    pub async fn cpu_slot(&self) -> Result<OwnedSemaphorePermit, dupify_core::ApiError> {
+        if let Ok(p) = self.cpu.clone().try_acquire_owned() {
+            return Ok(p);
+        }
+        if self.cpu_waiting.fetch_add(1, Ordering::SeqCst) >= self.config.cpu_queue_limit {
+            self.cpu_waiting.fetch_sub(1, Ordering::SeqCst);
+            metrics::counter!("dupify_overload_rejections_total").increment(1);
+            return Err(dupify_core::ApiError::unavailable(
+                "The server is busy processing other images. Retry shortly.",
+                1,
+            ));
+        }
+        // Decrements even when the waiting request is cancelled (client went away).
+        struct Waiting<'a>(&'a AtomicUsize);
+        impl Drop for Waiting<'_> {
+            fn drop(&mut self) {
+                self.0.fetch_sub(1, Ordering::SeqCst);
+                metrics::gauge!("dupify_cpu_queue_depth").decrement(1.0);
+            }
+        }
+        metrics::gauge!("dupify_cpu_queue_depth").increment(1.0);
+        let waiting = Waiting(&self.cpu_waiting);
+        let permit = self.cpu.clone().acquire_owned().await;
+        drop(waiting);
+        permit.map_err(|_| dupify_core::ApiError::unavailable("The server is shutting down.", 5))
+    }
+
     pub fn touch_key(&self, key_id: &str, at: DateTime<Utc>) {
         let mut t = self.key_touches.lock().unwrap_or_else(|p| p.into_inner());
         t.insert(key_id.to_owned(), at);

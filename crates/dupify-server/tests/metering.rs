@@ -301,3 +301,55 @@ async fn retrying_client_waits_as_advertised() {
         "{elapsed:?}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn overload_answers_503_and_costs_no_quota() {
+    // One worker and no waiting room: concurrent uncached work beyond one job is refused.
+    let s = TestServer::start_with(|c| {
+        c.cpu_workers = 1;
+        c.cpu_queue_limit = 0;
+    })
+    .await;
+    let account = s.account(Tier::Pro, None, None).await;
+    let (key, _) = s.key_with(&account, "", KeyMode::Live, None).await;
+    // Big enough that decoding takes a while.
+    let img = image::RgbImage::from_fn(1600, 1200, |x, y| {
+        image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x * y) % 239) as u8])
+    });
+    let jpegs: Vec<String> = (0..8)
+        .map(|i| {
+            let mut im = img.clone();
+            im.put_pixel(0, 0, image::Rgb([i as u8, 0, 0]));
+            b64(&encode(&im, image::ImageFormat::Jpeg))
+        })
+        .collect();
+    let c = client();
+    let tasks: Vec<_> = jpegs
+        .into_iter()
+        .map(|j| {
+            let (c, url, key) = (c.clone(), s.url("/v1/colors"), key.clone());
+            tokio::spawn(async move { post(&c, &url, &key, json!({"image_base64": j})).await })
+        })
+        .collect();
+    let (mut ok, mut busy) = (0u64, 0u64);
+    for t in tasks {
+        let res = t.await.unwrap();
+        match res.status().as_u16() {
+            200 => ok += 1,
+            503 => {
+                assert_eq!(res.headers()["retry-after"], "1");
+                expect_error(res, 503, "service_unavailable").await;
+                busy += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(ok >= 1 && busy >= 1, "ok {ok} busy {busy}");
+    let period =
+        dupify_core::BillingPeriod::containing(account.billing_anchor, chrono::Utc::now()).key();
+    assert_eq!(
+        s.store.period_usage(&account.id, &period).await.unwrap(),
+        ok,
+        "only successes are billed"
+    );
+}

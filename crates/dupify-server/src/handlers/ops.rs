@@ -42,7 +42,7 @@ pub async fn ready(State(state): State<SharedState>) -> Response {
 
 pub async fn metrics(State(state): State<SharedState>) -> Response {
     metrics::gauge!("dupify_cache_entries").set(state.cache.entry_count() as f64);
-    metrics::gauge!("dupify_cpu_queue_available_permits").set(state.cpu.available_permits() as f64);
+    metrics::gauge!("dupify_cpu_workers_idle").set(state.cpu.available_permits() as f64);
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),
