@@ -164,6 +164,32 @@ fn get_account_tx(c: &Connection, id: &str) -> StoreResult<Account> {
     .ok_or(StoreError::NotFound)
 }
 
+/// Inserts a key row and returns the stored record.
+fn insert_key_tx(
+    c: &Connection,
+    new: &NewKey,
+    created_at: DateTime<Utc>,
+) -> StoreResult<KeyRecord> {
+    let id = new_id("key");
+    c.execute(
+        "INSERT INTO api_keys (id, account_id, name, key_hash, prefix, mode, scopes, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
+        params![
+            id,
+            new.account_id,
+            new.name,
+            new.hash.to_hex(),
+            new.prefix,
+            new.mode.as_str(),
+            new.scopes.to_list(),
+            ms(created_at),
+            new.expires_at.map(ms)
+        ],
+    )
+    .map_err(backend)?;
+    get_key_tx(c, &id)
+}
+
 fn get_key_tx(c: &Connection, id: &str) -> StoreResult<KeyRecord> {
     c.query_row(
         &format!("SELECT {KEY_COLS} FROM api_keys k WHERE k.id = ?1"),
@@ -347,24 +373,7 @@ impl Store for SqliteStore {
     async fn create_key(&self, new: NewKey) -> StoreResult<KeyRecord> {
         self.with(move |c| {
             get_account_tx(c, &new.account_id)?;
-            let id = new_id("key");
-            c.execute(
-                "INSERT INTO api_keys (id, account_id, name, key_hash, prefix, mode, scopes, created_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    id,
-                    new.account_id,
-                    new.name,
-                    new.hash.to_hex(),
-                    new.prefix,
-                    new.mode.as_str(),
-                    new.scopes.to_list(),
-                    ms(Utc::now()),
-                    new.expires_at.map(ms)
-                ],
-            )
-            .map_err(backend)?;
-            get_key_tx(c, &id)
+            insert_key_tx(c, &new, Utc::now())
         })
         .await
     }
@@ -446,29 +455,24 @@ impl Store for SqliteStore {
                     "the key is revoked; create a new key instead".into(),
                 ));
             }
-            let new_id = new_id("key");
-            tx.execute(
-                "INSERT INTO api_keys (id, account_id, name, key_hash, prefix, mode, scopes, created_at, expires_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9)",
-                params![
-                    new_id,
-                    old.account_id,
-                    old.name,
-                    new_hash.to_hex(),
-                    new_prefix,
-                    old.mode.as_str(),
-                    old.scopes.to_list(),
-                    ms(at),
-                    old.expires_at.map(ms)
-                ],
-            )
-            .map_err(backend)?;
+            let k = insert_key_tx(
+                &tx,
+                &NewKey {
+                    account_id: old.account_id.clone(),
+                    name: old.name.clone(),
+                    hash: new_hash,
+                    prefix: new_prefix,
+                    mode: old.mode,
+                    scopes: old.scopes.clone(),
+                    expires_at: old.expires_at,
+                },
+                at,
+            )?;
             tx.execute(
                 "UPDATE api_keys SET revoked_at = ?2 WHERE id = ?1",
                 params![id, ms(at)],
             )
             .map_err(backend)?;
-            let k = get_key_tx(&tx, &new_id)?;
             tx.commit().map_err(backend)?;
             Ok(k)
         })

@@ -174,6 +174,14 @@ fn main() -> anyhow::Result<()> {
     }
 }
 
+/// Turns the store's `NotFound` into an operator-facing message naming what was missing.
+fn missing(what: String) -> impl FnOnce(dupify_store::StoreError) -> anyhow::Error {
+    move |e| match e {
+        dupify_store::StoreError::NotFound => anyhow::anyhow!("no {what}"),
+        other => other.into(),
+    }
+}
+
 fn open_store(cfg: &dupify_server::ServerConfig) -> anyhow::Result<SqliteStore> {
     SqliteStore::open(&cfg.data_dir)
 }
@@ -198,10 +206,7 @@ async fn new_key(
             expires_at,
         })
         .await
-        .map_err(|e| match e {
-            dupify_store::StoreError::NotFound => anyhow::anyhow!("no account with id {account}"),
-            other => other.into(),
-        })?;
+        .map_err(missing(format!("account with id {account}")))?;
     Ok((secret, rec))
 }
 
@@ -223,8 +228,8 @@ fn sample_image_base64() -> String {
 async fn serve(cfg: dupify_server::ServerConfig, issue_dev_key: bool) -> anyhow::Result<()> {
     let store = open_store(&cfg)?;
     let accounts = store.list_accounts().await?;
-    let mut printed_key = None;
-    if accounts.is_empty() {
+    // The account that gets a freshly printed key, if any.
+    let dev_account = if accounts.is_empty() {
         let admin = store
             .create_account(NewAccount {
                 email: ADMIN_EMAIL.into(),
@@ -233,20 +238,11 @@ async fn serve(cfg: dupify_server::ServerConfig, issue_dev_key: bool) -> anyhow:
                 rate_limit: None,
             })
             .await?;
-        let (secret, _) = new_key(
-            &store,
-            &admin.id,
-            DEV_KEY_NAME,
-            KeyMode::Live,
-            Scopes::all(),
-            None,
-        )
-        .await?;
         println!(
             "Created the local admin account {} (unlimited tier).",
             admin.id
         );
-        printed_key = Some(secret);
+        Some(admin.id)
     } else if issue_dev_key {
         let Some(admin) = accounts.iter().find(|a| a.email == ADMIN_EMAIL) else {
             bail!("--issue-dev-key: no local admin account ({ADMIN_EMAIL}) in this data dir");
@@ -257,17 +253,25 @@ async fn serve(cfg: dupify_server::ServerConfig, issue_dev_key: bool) -> anyhow:
                 store.revoke_key(&k.id, Utc::now()).await?;
             }
         }
-        let (secret, _) = new_key(
-            &store,
-            &admin.id,
-            DEV_KEY_NAME,
-            KeyMode::Live,
-            Scopes::all(),
-            None,
-        )
-        .await?;
-        printed_key = Some(secret);
-    }
+        Some(admin.id.clone())
+    } else {
+        None
+    };
+    let printed_key = match dev_account {
+        Some(id) => Some(
+            new_key(
+                &store,
+                &id,
+                DEV_KEY_NAME,
+                KeyMode::Live,
+                Scopes::all(),
+                None,
+            )
+            .await?
+            .0,
+        ),
+        None => None,
+    };
 
     let listener = tokio::net::TcpListener::bind(cfg.bind)
         .await
@@ -364,10 +368,10 @@ async fn accounts(store: SqliteStore, cmd: AccountsCmd) -> anyhow::Result<()> {
             if let Some(r) = overrides.rate_limit {
                 u.rate_limit = Some(Some(r));
             }
-            let a = store.update_account(&id, u).await.map_err(|e| match e {
-                dupify_store::StoreError::NotFound => anyhow::anyhow!("no account with id {id}"),
-                other => other.into(),
-            })?;
+            let a = store
+                .update_account(&id, u)
+                .await
+                .map_err(missing(format!("account with id {id}")))?;
             let l = a.limits();
             println!(
                 "{} {} tier={} monthly={} rate={}/min",
@@ -404,10 +408,10 @@ async fn resolve_key(store: &SqliteStore, key: &str) -> anyhow::Result<KeyRecord
             None => bail!("no such key"),
         };
     }
-    store.get_key(key).await.map_err(|e| match e {
-        dupify_store::StoreError::NotFound => anyhow::anyhow!("no key with id {key}"),
-        other => other.into(),
-    })
+    store
+        .get_key(key)
+        .await
+        .map_err(missing(format!("key with id {key}")))
 }
 
 async fn keys(store: SqliteStore, cmd: KeysCmd) -> anyhow::Result<()> {
@@ -431,12 +435,11 @@ async fn keys(store: SqliteStore, cmd: KeysCmd) -> anyhow::Result<()> {
         }
         KeysCmd::List { account } => {
             let now = Utc::now();
-            for k in store.list_keys(&account).await.map_err(|e| match e {
-                dupify_store::StoreError::NotFound => {
-                    anyhow::anyhow!("no account with id {account}")
-                }
-                other => other.into(),
-            })? {
+            let keys = store
+                .list_keys(&account)
+                .await
+                .map_err(missing(format!("account with id {account}")))?;
+            for k in keys {
                 println!(
                     "{}\t{}…\t{}\t{}\t{}\t{}",
                     k.id,
