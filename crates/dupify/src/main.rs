@@ -144,8 +144,10 @@ const DEV_KEY_NAME: &str = "local admin (make run)";
 fn init_logging(format: &str) {
     let filter = tracing_subscriber::EnvFilter::try_from_env("DUPIFY_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     if format == "json" {
         builder.json().init();
