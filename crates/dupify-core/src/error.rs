@@ -74,8 +74,10 @@ impl std::fmt::Display for ErrorCode {
 pub struct ApiError {
     pub code: ErrorCode,
     pub message: String,
-    pub details: Option<Map<String, Value>>,
-    pub extra: Map<String, Value>,
+    // Boxed: errors travel in every `Result` of the request path, so the type stays
+    // small (two pointers) and the maps are only allocated when used.
+    pub details: Option<Box<Map<String, Value>>>,
+    pub extra: Option<Box<Map<String, Value>>>,
     /// Seconds for the `Retry-After` header (429 and 503).
     pub retry_after: Option<u64>,
 }
@@ -86,7 +88,7 @@ impl ApiError {
             code,
             message: message.into(),
             details: None,
-            extra: Map::new(),
+            extra: None,
             retry_after: None,
         }
     }
@@ -139,14 +141,16 @@ impl ApiError {
     /// Adds a `details` entry.
     pub fn detail(mut self, key: &str, value: impl Into<Value>) -> Self {
         self.details
-            .get_or_insert_with(Map::new)
+            .get_or_insert_with(Default::default)
             .insert(key.to_owned(), value.into());
         self
     }
 
     /// Adds a field directly inside `error`.
     pub fn field(mut self, key: &str, value: impl Into<Value>) -> Self {
-        self.extra.insert(key.to_owned(), value.into());
+        self.extra
+            .get_or_insert_with(Default::default)
+            .insert(key.to_owned(), value.into());
         self
     }
 
@@ -160,9 +164,9 @@ impl ApiError {
         inner.insert("code".into(), Value::from(self.code.as_str()));
         inner.insert("message".into(), Value::from(self.message.clone()));
         if let Some(d) = &self.details {
-            inner.insert("details".into(), Value::Object(d.clone()));
+            inner.insert("details".into(), Value::Object((**d).clone()));
         }
-        for (k, v) in &self.extra {
+        for (k, v) in self.extra.iter().flat_map(|m| m.iter()) {
             inner.insert(k.clone(), v.clone());
         }
         if let Some(id) = request_id {
@@ -196,6 +200,15 @@ mod tests {
         assert_eq!(ErrorCode::ALL.len(), 20);
         assert_eq!(ErrorCode::QuotaExceeded.status(), 403);
         assert_eq!(ErrorCode::ImageTooLarge.status(), 422);
+    }
+
+    #[test]
+    fn stays_small() {
+        assert!(
+            std::mem::size_of::<ApiError>() <= 64,
+            "{}",
+            std::mem::size_of::<ApiError>()
+        );
     }
 
     #[test]

@@ -67,6 +67,7 @@ pub struct Meter {
     mode: KeyMode,
     limits: Limits,
     period_key: String,
+    period_end: chrono::DateTime<Utc>,
     state: Mutex<MeterState>,
 }
 
@@ -155,7 +156,10 @@ impl Meter {
         )
         .field("current_usage", used)
         .field("limit", limit)
-        .field("resets_at", "") // filled by the middleware, which knows the period
+        .field(
+            "resets_at",
+            self.period_end.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+        )
     }
 }
 
@@ -217,6 +221,7 @@ async fn authenticate(state: &SharedState, headers: &HeaderMap) -> Result<Caller
         mode: key.mode,
         limits,
         period_key: period.key(),
+        period_end: period.end,
         state: Mutex::new(MeterState::default()),
     });
     Ok(Caller {
@@ -318,19 +323,5 @@ async fn finish_metering(state: &SharedState, caller: &Caller, res: &mut Respons
             "x-monthly-remaining",
             HeaderValue::from(limit.saturating_sub(used)),
         );
-    }
-    // quota_exceeded carries the period end, which only the caller context knows.
-    if let Some(p) = res.extensions_mut().get_mut::<crate::error::PendingError>() {
-        if p.0.code == ErrorCode::QuotaExceeded {
-            p.0.extra.insert(
-                "resets_at".into(),
-                caller
-                    .period
-                    .end
-                    .format("%Y-%m-%dT%H:%M:%SZ")
-                    .to_string()
-                    .into(),
-            );
-        }
     }
 }

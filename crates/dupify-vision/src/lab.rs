@@ -1,4 +1,15 @@
-//! sRGB ↔ CIELAB (D65) and color differences.
+//! sRGB ↔ CIELAB (D65 white, 2° observer) and color differences.
+//!
+//! Forward path: each 8-bit channel is divided by 255 and linearised with the sRGB
+//! transfer curve (`v / 12.92` up to 0.04045, `((v + 0.055) / 1.055)^2.4` above), the
+//! linear RGB triple is multiplied by the sRGB→XYZ matrix (D65), XYZ is divided by the
+//! D65 white (0.95047, 1, 1.08883) and mapped to L*a*b* with the CIE cube-root function
+//! (linear segment below (6/29)³). The inverse runs the same steps backwards and clamps
+//! out-of-gamut results to 0–255.
+//!
+//! Two differences are provided: CIE76 (plain Euclidean distance in Lab, cheap, used
+//! inside k-means and the border flood fill) and CIEDE2000 (Sharma, Wu & Dalal's
+//! formulation with kL = kC = kH = 1, used for naming and for merging clusters).
 
 /// sRGB channel (0–255) → linear light (0–1).
 fn srgb_to_linear(c: u8) -> f32 {
@@ -156,52 +167,88 @@ pub fn delta_e2000(lab1: [f32; 3], lab2: [f32; 3]) -> f32 {
 mod tests {
     use super::*;
 
-    fn close(a: f32, b: f32, tol: f32) -> bool {
-        (a - b).abs() < tol
+    fn close3(got: [f32; 3], want: [f32; 3], tol: f32) -> bool {
+        got.iter().zip(want).all(|(g, w)| (g - w).abs() <= tol)
     }
 
     #[test]
     fn reference_conversions() {
-        let w = srgb_to_lab([255, 255, 255]);
-        assert!(
-            close(w[0], 100.0, 0.01) && close(w[1], 0.0, 0.01) && close(w[2], 0.0, 0.01),
-            "{w:?}"
-        );
-        let r = srgb_to_lab([255, 0, 0]);
-        assert!(
-            close(r[0], 53.24, 0.05) && close(r[1], 80.09, 0.1) && close(r[2], 67.20, 0.1),
-            "{r:?}"
-        );
-        let k = srgb_to_lab([0, 0, 0]);
-        assert!(close(k[0], 0.0, 0.01));
-        for rgb in [
-            [31u8, 42, 68],
-            [200, 30, 40],
-            [12, 250, 99],
-            [128, 128, 128],
-        ] {
-            assert_eq!(lab_to_srgb(srgb_to_lab(rgb)), rgb);
+        // Values computed independently with the published sRGB/D65 formulas.
+        let cases: [([u8; 3], [f32; 3]); 6] = [
+            ([255, 255, 255], [100.0, 0.0, 0.0]),
+            ([0, 0, 0], [0.0, 0.0, 0.0]),
+            ([255, 0, 0], [53.24, 80.09, 67.20]),
+            ([0, 255, 0], [87.73, -86.18, 83.18]),
+            ([0, 0, 255], [32.30, 79.19, -107.86]),
+            ([128, 128, 128], [53.59, 0.0, 0.0]),
+        ];
+        for (rgb, lab) in cases {
+            let got = srgb_to_lab(rgb);
+            assert!(close3(got, lab, 0.06), "{rgb:?} -> {got:?}, want {lab:?}");
         }
     }
 
     #[test]
+    fn lab_round_trip_is_exact_on_a_grid() {
+        for r in (0..=255u8).step_by(15) {
+            for g in (0..=255u8).step_by(15) {
+                for b in (0..=255u8).step_by(15) {
+                    assert_eq!(lab_to_srgb(srgb_to_lab([r, g, b])), [r, g, b]);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn out_of_gamut_lab_is_clamped() {
+        assert_eq!(lab_to_srgb([120.0, 0.0, 0.0]), [255, 255, 255]);
+        assert_eq!(lab_to_srgb([-5.0, 0.0, 0.0]), [0, 0, 0]);
+        let vivid = lab_to_srgb([50.0, 120.0, -120.0]);
+        assert!(vivid[1] == 0, "{vivid:?}");
+    }
+
+    #[test]
     fn ciede2000_reference_pairs() {
-        // Pairs 1, 7 and 17 of Sharma, Wu & Dalal (2005).
-        assert!(close(
-            delta_e2000([50.0, 2.6772, -79.7751], [50.0, 0.0, -82.7485]),
-            2.0425,
-            1e-3
-        ));
-        assert!(close(
-            delta_e2000([50.0, 0.0, 0.0], [50.0, -1.0, 2.0]),
-            2.3669,
-            1e-3
-        ));
-        assert!(close(
-            delta_e2000([50.0, 2.5, 0.0], [73.0, 25.0, -18.0]),
-            27.1492,
-            1e-3
-        ));
+        // A selection of the 34 pairs published by Sharma, Wu & Dalal (2005) with the
+        // expected ΔE00 to 4 decimals; they exercise the hue wrap-around and the
+        // blue-region rotation term.
+        let pairs: [([f32; 3], [f32; 3], f32); 12] = [
+            ([50.0, 2.6772, -79.7751], [50.0, 0.0, -82.7485], 2.0425),
+            ([50.0, 3.1571, -77.2803], [50.0, 0.0, -82.7485], 2.8615),
+            ([50.0, -1.3802, -84.2814], [50.0, 0.0, -82.7485], 1.0000),
+            ([50.0, 0.0, 0.0], [50.0, -1.0, 2.0], 2.3669),
+            ([50.0, 2.49, -0.001], [50.0, -2.49, 0.0009], 7.1792),
+            ([50.0, 2.49, -0.001], [50.0, -2.49, 0.0011], 7.2195),
+            ([50.0, 2.5, 0.0], [73.0, 25.0, -18.0], 27.1492),
+            ([50.0, 2.5, 0.0], [61.0, -5.0, 29.0], 22.8977),
+            ([50.0, 2.5, 0.0], [56.0, -27.0, -3.0], 31.9030),
+            (
+                [60.2574, -34.0099, 36.2677],
+                [60.4626, -34.1751, 39.4387],
+                1.2644,
+            ),
+            (
+                [22.7233, 20.0904, -46.6940],
+                [23.0331, 14.9730, -42.5619],
+                2.0373,
+            ),
+            (
+                [90.9257, -0.5406, -0.9208],
+                [88.6381, -0.8985, -0.7239],
+                1.5381,
+            ),
+        ];
+        for (a, b, want) in pairs {
+            let d = delta_e2000(a, b);
+            assert!((d - want).abs() < 1e-3, "{a:?} {b:?}: {d} != {want}");
+            // Symmetric.
+            assert!((delta_e2000(b, a) - want).abs() < 1e-3);
+        }
         assert_eq!(delta_e2000([40.0, 10.0, 10.0], [40.0, 10.0, 10.0]), 0.0);
+    }
+
+    #[test]
+    fn cie76_is_euclidean() {
+        assert_eq!(delta_e76([50.0, 0.0, 0.0], [50.0, 3.0, 4.0]), 5.0);
     }
 }

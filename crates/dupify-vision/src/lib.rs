@@ -1,6 +1,11 @@
 //! Features computed from pixels: CIELAB conversion, the named-color palette, dominant
-//! colors, a model-free foreground estimate and quality scores. Pure functions of an
-//! RGBA image (and an optional foreground mask); deterministic. Formulas: FEATURES.md.
+//! colors, a model-free foreground estimate and quality scores.
+//!
+//! Every function takes an already downscaled `image::RgbaImage` (the server works at a
+//! longer side ≤ 512) and, where it makes sense, an optional foreground mask of the same
+//! size (`GrayImage`, ≥ 128 = foreground). They are pure and deterministic: the same
+//! pixels give bit-identical results, with no randomness and no hash-order dependence.
+//! The formulas are documented on each item and summarised in FEATURES.md.
 
 pub mod colors;
 pub mod foreground;
@@ -10,4 +15,5 @@ pub mod quality;
 
 pub use colors::{dominant_colors, ColorEntry};
 pub use foreground::{border_estimate, ForegroundEstimate, ForegroundMethod};
+pub use palette::{color_family, nearest_name};
 pub use quality::{quality, Quality};
