@@ -192,8 +192,9 @@ async fn authenticate(state: &SharedState, headers: &HeaderMap) -> Result<Caller
     let raw = extract_key(headers)?.ok_or_else(|| ApiError::from_code(ErrorCode::MissingApiKey))?;
     let secret =
         ApiKeySecret::parse(&raw).ok_or_else(|| ApiError::from_code(ErrorCode::InvalidApiKey))?;
-    // Lookup is by hash; the hash comparison inside the index is on a value the client
-    // cannot steer byte by byte, and we compare again in constant time below.
+    // The lookup is by SHA-256 of the whole key, never by the key itself: whatever the
+    // index comparison's timing reveals is about hashes, which cannot be steered byte by
+    // byte towards a valid key. (In-process `KeyHash` equality is constant-time.)
     let hash = secret.hash();
     let (key, account) = state
         .store
