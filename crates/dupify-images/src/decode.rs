@@ -1,14 +1,28 @@
-//! Format sniffing and safe decoding: pixel limits checked from the header before any
-//! pixel buffer exists, EXIF orientation applied, reduced-scale JPEG decoding.
+//! Format sniffing and safe decoding.
+//!
+//! Safety rules, all because the bytes come from strangers:
+//! - the format is decided by magic bytes, never by a URL, file name or header;
+//! - the pixel count is read from the header and checked against the limit before any
+//!   pixel buffer exists (decompression bombs are a few KB that claim gigapixels);
+//! - decoders run under `catch_unwind`, so a decoder bug on hostile input becomes a
+//!   `processing_failed` answer instead of a dead worker;
+//! - error messages name the problem (truncated, corrupt, unsupported variant) without
+//!   echoing decoder internals.
+//!
+//! JPEGs go through `jpeg-decoder` because it can decode at 1/2, 1/4 or 1/8 scale in
+//! the DCT domain, which is several times faster than decoding fully and resizing when
+//! only a small working copy is needed.
 
 use std::io::Cursor;
 
 use dupify_core::{ApiError, ErrorCode};
+use image::metadata::Orientation;
 use image::{DynamicImage, ImageDecoder, ImageReader, RgbaImage};
 
 use crate::IntakeLimits;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// The accepted image formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ImageFormat {
     Jpeg,
     Png,
@@ -17,6 +31,7 @@ pub enum ImageFormat {
 }
 
 impl ImageFormat {
+    /// Lower-case name as used in responses and logs: `jpeg`, `png`, `webp`, `gif`.
     pub const fn as_str(self) -> &'static str {
         match self {
             ImageFormat::Jpeg => "jpeg",
@@ -34,50 +49,109 @@ impl ImageFormat {
             ImageFormat::Gif => image::ImageFormat::Gif,
         }
     }
+
+    fn display_name(self) -> &'static str {
+        match self {
+            ImageFormat::Jpeg => "JPEG",
+            ImageFormat::Png => "PNG",
+            ImageFormat::WebP => "WebP",
+            ImageFormat::Gif => "GIF",
+        }
+    }
 }
 
-/// The format, decided by the leading bytes only (never by URL, name or header).
+impl std::fmt::Display for ImageFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The format, decided by the leading magic bytes only. Anything else, including an
+/// empty input, is `unsupported_format`.
 pub fn sniff(bytes: &[u8]) -> Result<ImageFormat, ApiError> {
-    let f = if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        ImageFormat::Jpeg
+    if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
+        Ok(ImageFormat::Jpeg)
     } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        ImageFormat::Png
+        Ok(ImageFormat::Png)
     } else if bytes.starts_with(b"GIF87a") || bytes.starts_with(b"GIF89a") {
-        ImageFormat::Gif
-    } else if bytes.len() >= 12 && &bytes[..4] == b"RIFF" && &bytes[8..12] == b"WEBP" {
-        ImageFormat::WebP
+        Ok(ImageFormat::Gif)
+    } else if bytes.len() >= 12 && bytes.starts_with(b"RIFF") && &bytes[8..12] == b"WEBP" {
+        Ok(ImageFormat::WebP)
     } else {
-        return Err(ApiError::new(
+        Err(ApiError::new(
             ErrorCode::UnsupportedFormat,
             "the data is not a JPEG, PNG, WebP or GIF image",
-        ));
-    };
-    Ok(f)
+        ))
+    }
 }
 
 /// How large the decoded image needs to be.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum DecodeTarget {
+    /// Every pixel.
     Full,
-    /// The longer side may shrink (JPEG DCT scaling by 1/2, 1/4, 1/8) as long as it
-    /// stays at least this long. Other formats decode at full size.
+    /// The smallest size whose longer side is still at least this many pixels. JPEGs
+    /// are decoded at 1/2, 1/4 or 1/8 scale when that still satisfies it; the other
+    /// formats have no cheap reduced decode and come out at full size.
     AtLeast(u32),
 }
 
+/// A decoded image, upright (EXIF orientation applied), as 8-bit RGBA.
 pub struct DecodedImage {
+    /// The pixels; smaller than the original when decoded with [`DecodeTarget::AtLeast`].
     pub image: RgbaImage,
-    /// Dimensions of the full-size image after EXIF orientation.
+    /// Width of the full-size image after EXIF orientation, whatever scale was decoded.
     pub original_width: u32,
+    /// Height of the full-size image after EXIF orientation.
     pub original_height: u32,
+    /// The format of the input bytes.
     pub format: ImageFormat,
-    /// Some pixel is not fully opaque.
+    /// The source has an alpha channel and at least one pixel is not fully opaque.
     pub has_alpha: bool,
 }
 
-fn corrupt(why: impl std::fmt::Display) -> ApiError {
+impl std::fmt::Debug for DecodedImage {
+    // The pixel buffer is left out: megabytes of numbers help nobody.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DecodedImage")
+            .field("width", &self.image.width())
+            .field("height", &self.image.height())
+            .field("original_width", &self.original_width)
+            .field("original_height", &self.original_height)
+            .field("format", &self.format)
+            .field("has_alpha", &self.has_alpha)
+            .finish()
+    }
+}
+
+fn failed(why: &str) -> ApiError {
     ApiError::new(
         ErrorCode::ProcessingFailed,
         format!("the image could not be decoded: {why}"),
+    )
+}
+
+fn truncated(format: ImageFormat) -> ApiError {
+    failed(&format!(
+        "the {} data ends early (the file is truncated)",
+        format.display_name()
+    ))
+}
+
+fn corrupt(format: ImageFormat) -> ApiError {
+    failed(&format!(
+        "the {} data is corrupt or malformed",
+        format.display_name()
+    ))
+}
+
+fn unsupported_variant(format: ImageFormat, what: &str) -> ApiError {
+    ApiError::new(
+        ErrorCode::UnsupportedFormat,
+        format!(
+            "this kind of {} image is not supported ({what})",
+            format.display_name()
+        ),
     )
 }
 
@@ -94,39 +168,115 @@ fn too_many_pixels(w: u32, h: u32, limits: &IntakeLimits) -> ApiError {
     .detail("max_pixels", limits.max_pixels)
 }
 
-fn check_pixels(w: u32, h: u32, limits: &IntakeLimits) -> Result<(), ApiError> {
+fn check_pixels(
+    w: u32,
+    h: u32,
+    format: ImageFormat,
+    limits: &IntakeLimits,
+) -> Result<(), ApiError> {
     if w == 0 || h == 0 {
-        return Err(corrupt("it has no pixels"));
+        return Err(failed(&format!(
+            "the {} header declares an image without pixels",
+            format.display_name()
+        )));
     }
-    if w as u64 * h as u64 > limits.max_pixels {
+    if u64::from(w) * u64::from(h) > limits.max_pixels {
         return Err(too_many_pixels(w, h, limits));
     }
     Ok(())
 }
 
-/// EXIF orientation (1–8) from a TIFF-structured EXIF block.
-fn exif_orientation(tiff: &[u8]) -> Option<u8> {
-    let exif = exif::Reader::new().read_raw(tiff.to_vec()).ok()?;
-    let field = exif.get_field(exif::Tag::Orientation, exif::In::PRIMARY)?;
-    let v = field.value.get_uint(0)?;
-    (1..=8).contains(&v).then_some(v as u8)
+/// EXIF orientation from a TIFF-structured EXIF block (as found in JPEG APP1 after the
+/// `Exif\0\0` header). Missing or unreadable means "as stored".
+fn exif_orientation(tiff: &[u8]) -> Orientation {
+    let full_parse = exif::Reader::new()
+        .read_raw(tiff.to_vec())
+        .ok()
+        .and_then(|e| {
+            e.get_field(exif::Tag::Orientation, exif::In::PRIMARY)
+                .and_then(|f| f.value.get_uint(0))
+        })
+        .and_then(|v| u8::try_from(v).ok())
+        .and_then(Orientation::from_exif);
+    // The full parser gives up on the whole block when any later part is damaged; the
+    // orientation entry in IFD0 is often still fine, so look for it directly then.
+    full_parse
+        .or_else(|| Orientation::from_exif_chunk(tiff))
+        .unwrap_or(Orientation::NoTransforms)
 }
 
-fn orient(img: DynamicImage, orientation: u8) -> DynamicImage {
-    match orientation {
-        2 => img.fliph(),
-        3 => img.rotate180(),
-        4 => img.flipv(),
-        5 => img.rotate90().fliph(),
-        6 => img.rotate90(),
-        7 => img.rotate270().fliph(),
-        8 => img.rotate270(),
-        _ => img,
+fn swaps_axes(o: Orientation) -> bool {
+    matches!(
+        o,
+        Orientation::Rotate90
+            | Orientation::Rotate270
+            | Orientation::Rotate90FlipH
+            | Orientation::Rotate270FlipH
+    )
+}
+
+/// Sample precision (bits) from the first SOF segment, or `None` if not found.
+fn jpeg_precision(bytes: &[u8]) -> Option<u8> {
+    let mut i = 2;
+    while i + 1 < bytes.len() {
+        if bytes[i] != 0xFF {
+            return None;
+        }
+        let marker = bytes[i + 1];
+        if marker == 0xFF {
+            i += 1; // fill byte
+            continue;
+        }
+        if matches!(marker, 0x01 | 0xD0..=0xD7) {
+            i += 2; // no length field
+            continue;
+        }
+        if marker == 0xDA || marker == 0xD9 {
+            return None; // scan data or end before any frame header
+        }
+        let len = usize::from(u16::from_be_bytes([*bytes.get(i + 2)?, *bytes.get(i + 3)?]));
+        let is_sof = matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC);
+        if is_sof {
+            return bytes.get(i + 4).copied();
+        }
+        i += 2 + len;
     }
+    None
 }
 
-fn swaps_axes(orientation: u8) -> bool {
-    (5..=8).contains(&orientation)
+/// The power-of-two reduction (1, 2, 4 or 8) that keeps the longer side ≥ `min_side`.
+fn jpeg_reduction(width: u32, height: u32, target: DecodeTarget) -> u32 {
+    let DecodeTarget::AtLeast(min_side) = target else {
+        return 1;
+    };
+    let long = width.max(height);
+    [8, 4, 2]
+        .into_iter()
+        .find(|d| long.div_ceil(*d) >= min_side)
+        .unwrap_or(1)
+}
+
+fn map_jpeg_error(e: jpeg_decoder::Error) -> ApiError {
+    match e {
+        jpeg_decoder::Error::Io(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            truncated(ImageFormat::Jpeg)
+        }
+        jpeg_decoder::Error::Unsupported(feature) => {
+            let what = match feature {
+                jpeg_decoder::UnsupportedFeature::ArithmeticEntropyCoding => {
+                    "arithmetic coding".to_owned()
+                }
+                jpeg_decoder::UnsupportedFeature::Hierarchical => "hierarchical mode".to_owned(),
+                jpeg_decoder::UnsupportedFeature::SamplePrecision(p) => {
+                    format!("{p}-bit samples")
+                }
+                jpeg_decoder::UnsupportedFeature::ComponentCount(n) => format!("{n} channels"),
+                _ => "an unusual encoding option".to_owned(),
+            };
+            unsupported_variant(ImageFormat::Jpeg, &what)
+        }
+        _ => corrupt(ImageFormat::Jpeg),
+    }
 }
 
 fn decode_jpeg(
@@ -135,70 +285,83 @@ fn decode_jpeg(
     target: DecodeTarget,
 ) -> Result<DecodedImage, ApiError> {
     let mut dec = jpeg_decoder::Decoder::new(Cursor::new(bytes));
-    dec.read_info().map_err(corrupt)?;
-    let info = dec.info().ok_or_else(|| corrupt("no frame header"))?;
-    let (w, h) = (info.width as u32, info.height as u32);
-    check_pixels(w, h, limits)?;
-    if let DecodeTarget::AtLeast(min_side) = target {
-        let long = w.max(h);
-        // The largest power-of-two reduction that keeps the longer side ≥ min_side.
-        let mut denom = 1;
-        for d in [8u32, 4, 2] {
-            if long.div_ceil(d) >= min_side {
-                denom = d;
-                break;
-            }
-        }
-        if denom > 1 {
-            dec.scale(w.div_ceil(denom) as u16, h.div_ceil(denom) as u16)
-                .map_err(corrupt)?;
-        }
+    dec.read_info().map_err(map_jpeg_error)?;
+    let info = dec.info().ok_or_else(|| corrupt(ImageFormat::Jpeg))?;
+    let (w, h) = (u32::from(info.width), u32::from(info.height));
+    check_pixels(w, h, ImageFormat::Jpeg, limits)?;
+    // A second line of defence inside the decoder (4 bytes per pixel covers CMYK).
+    let cap = limits.max_pixels.saturating_mul(4).min(usize::MAX as u64) as usize;
+    dec.set_max_decoding_buffer_size(cap);
+
+    let d = jpeg_reduction(w, h, target);
+    if d > 1 {
+        // Both requested sides are reachable at exactly 1/d, so the decoder picks 1/d.
+        dec.scale(w.div_ceil(d) as u16, h.div_ceil(d) as u16)
+            .map_err(map_jpeg_error)?;
     }
-    let pixels = dec.decode().map_err(corrupt)?;
-    let info = dec.info().ok_or_else(|| corrupt("no frame header"))?;
-    let (sw, sh) = (info.width as u32, info.height as u32);
+    let pixels = dec.decode().map_err(map_jpeg_error)?;
+    let info = dec.info().ok_or_else(|| corrupt(ImageFormat::Jpeg))?;
+    let (sw, sh) = (u32::from(info.width), u32::from(info.height));
     let n = sw as usize * sh as usize;
-    let mut rgba = Vec::with_capacity(n * 4);
+
+    let bytes_per_pixel = info.pixel_format.pixel_bytes();
+    if pixels.len() != n * bytes_per_pixel {
+        // 16-bit lossless colour JPEGs come out with two bytes per sample although the
+        // reported format says one; nothing else should get here.
+        return Err(if pixels.len() == 2 * n * bytes_per_pixel {
+            unsupported_variant(ImageFormat::Jpeg, "16-bit colour")
+        } else {
+            corrupt(ImageFormat::Jpeg)
+        });
+    }
+
+    let mut rgba = vec![255u8; n * 4];
     match info.pixel_format {
         jpeg_decoder::PixelFormat::L8 => {
-            for &l in pixels.iter().take(n) {
-                rgba.extend_from_slice(&[l, l, l, 255]);
+            for (o, &l) in rgba.chunks_exact_mut(4).zip(&pixels) {
+                o[..3].fill(l);
             }
         }
         jpeg_decoder::PixelFormat::L16 => {
-            for c in pixels.chunks_exact(2).take(n) {
-                let l = c[0]; // big-endian: the high byte
-                rgba.extend_from_slice(&[l, l, l, 255]);
+            // Native-endian samples of 9 to 16 significant bits: keep the top 8.
+            let shift = jpeg_precision(bytes).unwrap_or(16).clamp(8, 16) - 8;
+            for (o, s) in rgba.chunks_exact_mut(4).zip(pixels.chunks_exact(2)) {
+                let v = u16::from_ne_bytes([s[0], s[1]]) >> shift;
+                o[..3].fill(v.min(255) as u8);
             }
         }
         jpeg_decoder::PixelFormat::RGB24 => {
-            for c in pixels.chunks_exact(3).take(n) {
-                rgba.extend_from_slice(&[c[0], c[1], c[2], 255]);
+            for (o, s) in rgba.chunks_exact_mut(4).zip(pixels.chunks_exact(3)) {
+                o[..3].copy_from_slice(s);
             }
         }
         jpeg_decoder::PixelFormat::CMYK32 => {
-            // The decoder hands out plain CMYK (0 = no ink).
-            for c in pixels.chunks_exact(4).take(n) {
-                let k = 255 - c[3] as u32;
-                let ch = |v: u8| ((255 - v as u32) * k / 255) as u8;
-                rgba.extend_from_slice(&[ch(c[0]), ch(c[1]), ch(c[2]), 255]);
+            // The decoder undoes Adobe's inverted storage and hands out ink amounts
+            // (0 = no ink, 255 = full ink); YCCK arrives converted to the same form.
+            // Naive conversion without an ICC profile: channel = (1 - ink) * (1 - K).
+            for (o, s) in rgba.chunks_exact_mut(4).zip(pixels.chunks_exact(4)) {
+                let white = 255 - u32::from(s[3]);
+                for c in 0..3 {
+                    let v = (255 - u32::from(s[c])) * white;
+                    o[c] = ((v + 127) / 255) as u8;
+                }
             }
         }
     }
-    if rgba.len() != n * 4 {
-        return Err(corrupt("pixel data is incomplete"));
-    }
-    let img =
-        RgbaImage::from_raw(sw, sh, rgba).ok_or_else(|| corrupt("pixel data is incomplete"))?;
-    let orientation = dec.exif_data().and_then(exif_orientation).unwrap_or(1);
-    let img = orient(DynamicImage::ImageRgba8(img), orientation).into_rgba8();
+    let img = RgbaImage::from_raw(sw, sh, rgba).ok_or_else(|| corrupt(ImageFormat::Jpeg))?;
+    let orientation = dec
+        .exif_data()
+        .map(exif_orientation)
+        .unwrap_or(Orientation::NoTransforms);
+    let mut img = DynamicImage::ImageRgba8(img);
+    img.apply_orientation(orientation);
     let (ow, oh) = if swaps_axes(orientation) {
         (h, w)
     } else {
         (w, h)
     };
     Ok(DecodedImage {
-        image: img,
+        image: img.into_rgba8(),
         original_width: ow,
         original_height: oh,
         format: ImageFormat::Jpeg,
@@ -206,20 +369,23 @@ fn decode_jpeg(
     })
 }
 
-fn map_image_error(e: image::ImageError, limits: &IntakeLimits) -> ApiError {
+fn map_image_error(e: image::ImageError, format: ImageFormat, limits: &IntakeLimits) -> ApiError {
     match e {
         image::ImageError::Limits(_) => ApiError::new(
             ErrorCode::ImageTooLarge,
             format!(
-                "the image needs more memory than allowed for {} pixels",
+                "decoding the image needs more memory than allowed for {} pixels",
                 limits.max_pixels
             ),
-        ),
-        image::ImageError::Unsupported(u) => ApiError::new(
-            ErrorCode::UnsupportedFormat,
-            format!("this image variant is not supported: {u}"),
-        ),
-        other => corrupt(other),
+        )
+        .detail("max_pixels", limits.max_pixels),
+        image::ImageError::Unsupported(_) => {
+            unsupported_variant(format, "an unsupported colour type or feature")
+        }
+        image::ImageError::IoError(io) if io.kind() == std::io::ErrorKind::UnexpectedEof => {
+            truncated(format)
+        }
+        _ => corrupt(format),
     }
 }
 
@@ -230,30 +396,25 @@ fn decode_other(
 ) -> Result<DecodedImage, ApiError> {
     let mut reader = ImageReader::with_format(Cursor::new(bytes), format.to_image_crate());
     let mut l = image::Limits::default();
-    // RGBA16 worst case plus decoder scratch; the pixel check below is the real gate.
+    // 16-bit RGBA worst case plus decoder scratch. The pixel check below is the real
+    // gate; this keeps a decoder from allocating past it on its own.
     l.max_alloc = Some(limits.max_pixels.saturating_mul(8).saturating_add(64 << 20));
     reader.limits(l);
     let mut decoder = reader
         .into_decoder()
-        .map_err(|e| map_image_error(e, limits))?;
+        .map_err(|e| map_image_error(e, format, limits))?;
     let (w, h) = decoder.dimensions();
-    check_pixels(w, h, limits)?;
-    let orientation = decoder.orientation().ok().map(|o| match o {
-        image::metadata::Orientation::NoTransforms => 1,
-        image::metadata::Orientation::FlipHorizontal => 2,
-        image::metadata::Orientation::Rotate180 => 3,
-        image::metadata::Orientation::FlipVertical => 4,
-        image::metadata::Orientation::Rotate90FlipH => 5,
-        image::metadata::Orientation::Rotate90 => 6,
-        image::metadata::Orientation::Rotate270FlipH => 7,
-        image::metadata::Orientation::Rotate270 => 8,
-    });
-    let orientation = orientation.unwrap_or(1);
+    check_pixels(w, h, format, limits)?;
+    // A damaged EXIF block is no reason to refuse the image: show it as stored.
+    let orientation = decoder.orientation().unwrap_or(Orientation::NoTransforms);
     let has_alpha_channel = decoder.color_type().has_alpha();
-    let img = DynamicImage::from_decoder(decoder).map_err(|e| map_image_error(e, limits))?;
-    let img = orient(img, orientation).into_rgba8();
-    let has_alpha = has_alpha_channel && img.pixels().any(|p| p.0[3] < 255);
-    let (ow, oh) = (img.width(), img.height());
+    // GIF (and animated PNG/WebP) decoders hand out the first frame here.
+    let mut img =
+        DynamicImage::from_decoder(decoder).map_err(|e| map_image_error(e, format, limits))?;
+    img.apply_orientation(orientation);
+    let img = img.into_rgba8();
+    let has_alpha = has_alpha_channel && img.as_raw().chunks_exact(4).any(|p| p[3] < 255);
+    let (ow, oh) = img.dimensions();
     Ok(DecodedImage {
         image: img,
         original_width: ow,
@@ -263,21 +424,68 @@ fn decode_other(
     })
 }
 
-/// Sniffs and decodes, refusing over-limit images before allocating their pixels.
-/// Truncated or corrupt data is `processing_failed`; this never panics on any input.
+/// Sniffs and decodes to upright 8-bit RGBA.
+///
+/// Errors: unknown magic bytes (or an unsupported variant such as 12-bit or
+/// arithmetic-coded JPEG) are `unsupported_format`; a header declaring more than
+/// `limits.max_pixels` pixels is `image_too_large`, decided before any pixel buffer is
+/// allocated; truncated or corrupt data is `processing_failed`. Never panics.
+///
+/// The errors carry no `details.parameter`: the caller knows which field the bytes
+/// came from and should add it.
 pub fn decode(
     bytes: &[u8],
     limits: &IntakeLimits,
     target: DecodeTarget,
 ) -> Result<DecodedImage, ApiError> {
     let format = sniff(bytes)?;
-    // Decoders are third-party code fed by strangers: contain any panic as a
-    // processing failure rather than trusting every path to be panic-free.
-    match std::panic::catch_unwind(|| match format {
+    let run = || match format {
         ImageFormat::Jpeg => decode_jpeg(bytes, limits, target),
         _ => decode_other(bytes, format, limits),
-    }) {
-        Ok(r) => r,
-        Err(_) => Err(corrupt("the decoder rejected the data")),
+    };
+    // Decoders are third-party code fed by strangers: contain a panic as a failed
+    // decode rather than trusting every code path to be panic-free.
+    std::panic::catch_unwind(run).unwrap_or_else(|_| Err(corrupt(format)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reduction_rule() {
+        let at = DecodeTarget::AtLeast;
+        assert_eq!(jpeg_reduction(2000, 1500, DecodeTarget::Full), 1);
+        assert_eq!(jpeg_reduction(2000, 1500, at(512)), 2); // 1000; 1/4 gives 500
+        assert_eq!(jpeg_reduction(2000, 1500, at(500)), 4);
+        assert_eq!(jpeg_reduction(2000, 1500, at(250)), 8);
+        assert_eq!(jpeg_reduction(2000, 1500, at(2000)), 1);
+        assert_eq!(jpeg_reduction(2000, 1500, at(5000)), 1);
+        assert_eq!(jpeg_reduction(1500, 2000, at(512)), 2); // portrait: longer side counts
+        assert_eq!(jpeg_reduction(100, 10, at(0)), 8);
+        assert_eq!(jpeg_reduction(4001, 10, at(501)), 8); // ceil(4001 / 8) = 501
+    }
+
+    #[test]
+    fn sof_precision_is_found() {
+        let mut j = vec![0xFF, 0xD8];
+        j.extend_from_slice(&[0xFF, 0xE0, 0x00, 0x04, 0xAA, 0xBB]); // APP0, 2 bytes of data
+        j.extend_from_slice(&[0xFF, 0xFF]); // a fill byte before the next marker
+        j.extend_from_slice(&[0xC3, 0x00, 0x0B, 12, 0, 1, 0, 1, 1, 1, 0x11, 0]);
+        assert_eq!(jpeg_precision(&j), Some(12));
+        assert_eq!(jpeg_precision(&[0xFF, 0xD8, 0xFF, 0xDA]), None);
+        assert_eq!(jpeg_precision(&[0xFF, 0xD8, 0xFF, 0xE0, 0xFF]), None);
+        assert_eq!(jpeg_precision(&[0xFF, 0xD8]), None);
+    }
+
+    #[test]
+    fn sniffing_needs_the_whole_magic() {
+        assert_eq!(sniff(b"\xFF\xD8\xFF\xE0").unwrap(), ImageFormat::Jpeg);
+        assert!(sniff(b"\xFF\xD8").is_err());
+        assert!(sniff(b"\x89PNG\r\n").is_err());
+        assert!(sniff(b"RIFF\0\0\0\0WEB").is_err());
+        assert!(sniff(b"RIFF\0\0\0\0WAVE").is_err());
+        assert!(sniff(b"GIF88a").is_err());
+        assert_eq!(ImageFormat::WebP.as_str(), "webp");
     }
 }

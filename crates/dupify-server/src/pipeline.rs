@@ -63,6 +63,18 @@ pub trait ImageOp: Send + Sync + 'static {
     fn run(&self, p: &Prepared) -> Result<Map<String, Value>, ApiError>;
 }
 
+fn with_parameter(e: ApiError, parameter: &str) -> ApiError {
+    let named = e
+        .details
+        .as_ref()
+        .is_some_and(|d| d.contains_key("parameter"));
+    if named || parameter.is_empty() {
+        e
+    } else {
+        e.detail("parameter", parameter)
+    }
+}
+
 enum Slot {
     Pending,
     Done(Result<Bytes, ApiError>, bool),
@@ -126,6 +138,10 @@ pub async fn run_image_request(
         caller.meter.admit().await?;
     }
 
+    let parameters: Vec<String> = items
+        .iter()
+        .map(|i| i.as_ref().map(|i| i.parameter.clone()).unwrap_or_default())
+        .collect();
     let loaded: Vec<Result<LoadedImage, ApiError>> =
         futures::future::join_all(items.into_iter().map(|item| {
             let state = state.clone();
@@ -190,6 +206,7 @@ pub async fn run_image_request(
                     .as_ref()
                     .map(|l| l.bytes.clone())
                     .unwrap_or_default();
+                let parameter = parameters[i].clone();
                 let op = op.clone();
                 let state = state.clone();
                 async move {
@@ -201,7 +218,9 @@ pub async fn run_image_request(
                     let res = tokio::task::spawn_blocking(move || {
                         let _permit = permit;
                         let t = Instant::now();
-                        let p = prepare(&bytes, &limits)?;
+                        // Decode errors name the image they are about, as intake errors do.
+                        let p =
+                            prepare(&bytes, &limits).map_err(|e| with_parameter(e, &parameter))?;
                         let out = op.run(&p);
                         metrics::histogram!("dupify_feature_seconds", "op" => op.name())
                             .record(t.elapsed().as_secs_f64());

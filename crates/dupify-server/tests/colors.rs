@@ -137,6 +137,7 @@ async fn batch_keeps_failures_in_their_slot() {
     assert_eq!(r[2]["error"]["code"], "invalid_image_url");
     assert!(r[3]["colors"].is_array());
     assert_eq!(r[4]["error"]["code"], "missing_parameter");
+    assert_eq!(r[4]["error"]["details"]["parameter"], "images[4].image_url");
     assert!(b["processing_time_ms"].is_u64());
 
     // Again: the good ones are cached now; failures stay failures; no quota used.

@@ -276,17 +276,18 @@ async fn image_errors() {
         "unsupported_format",
     )
     .await;
-    let _ = e;
+    assert_eq!(e["details"]["parameter"], "image_base64");
 
     // A truncated PNG: right magic, broken data.
     let full = png(&navy_white(64, 64));
     let truncated = &full[..full.len() / 2];
-    expect_error(
+    let e = expect_error(
         post(&c, &url, &key, json!({"image_base64": b64(truncated)})).await,
         422,
         "processing_failed",
     )
     .await;
+    assert_eq!(e["details"]["parameter"], "image_base64");
 
     // Over the pixel limit (decompression bomb): 8000x7000 of one color compresses to little.
     let bomb = image::GrayImage::new(8000, 7000);

@@ -319,7 +319,12 @@ async fn overload_answers_503_and_costs_no_quota() {
     let jpegs: Vec<String> = (0..8)
         .map(|i| {
             let mut im = img.clone();
-            im.put_pixel(0, 0, image::Rgb([i as u8, 0, 0]));
+            // A bold block per image, so no two JPEGs come out identical (and cached).
+            for y in 0..32 {
+                for x in 0..32 {
+                    im.put_pixel(x + 40 * i, y, image::Rgb([255, (i * 30) as u8, 0]));
+                }
+            }
             b64(&encode(&im, image::ImageFormat::Jpeg))
         })
         .collect();
