@@ -21,25 +21,12 @@ async fn rate_limit_is_exact_under_concurrency() {
     let s = TestServer::start().await;
     let account = s.account(Tier::Free, None, None).await; // 10 / minute
     let (key, _) = s.key_with(&account, "", KeyMode::Test, None).await; // test key: no quota
-    let c = client();
-    let tasks: Vec<_> = (0..30)
-        .map(|i| {
-            let (c, url, key) = (c.clone(), s.url("/v1/colors"), key.clone());
-            tokio::spawn(async move {
-                post(
-                    &c,
-                    &url,
-                    &key,
-                    json!({"image_base64": distinct_png(1000 + i)}),
-                )
-                .await
-            })
-        })
+    let bodies = (0..30)
+        .map(|i| json!({"image_base64": distinct_png(1000 + i)}))
         .collect();
     let mut ok = 0;
     let mut limited = 0;
-    for t in tasks {
-        let res = t.await.unwrap();
+    for res in parallel_colors(&s, &key, bodies).await {
         assert_eq!(header_u64(&res, "x-ratelimit-limit"), Some(10));
         assert!(header_u64(&res, "x-ratelimit-reset").is_some());
         assert!(header_u64(&res, "x-monthly-limit").is_some());
@@ -87,25 +74,12 @@ async fn quota_is_exact_under_concurrency_and_survives_restart() {
     let s = TestServer::start().await;
     let account = s.account(Tier::Starter, Some(5), Some(1000)).await;
     let (key, key_id) = s.key_with(&account, "", KeyMode::Live, None).await;
-    let c = client();
-    let tasks: Vec<_> = (0..20)
-        .map(|i| {
-            let (c, url, key) = (c.clone(), s.url("/v1/colors"), key.clone());
-            tokio::spawn(async move {
-                post(
-                    &c,
-                    &url,
-                    &key,
-                    json!({"image_base64": distinct_png(2000 + i)}),
-                )
-                .await
-            })
-        })
+    let bodies = (0..20)
+        .map(|i| json!({"image_base64": distinct_png(2000 + i)}))
         .collect();
     let mut ok = 0;
     let mut over = 0;
-    for t in tasks {
-        let res = t.await.unwrap();
+    for res in parallel_colors(&s, &key, bodies).await {
         assert_eq!(header_u64(&res, "x-monthly-limit"), Some(5));
         match res.status().as_u16() {
             200 => ok += 1,
@@ -328,17 +302,12 @@ async fn overload_answers_503_and_costs_no_quota() {
             b64(&encode(&im, image::ImageFormat::Jpeg))
         })
         .collect();
-    let c = client();
-    let tasks: Vec<_> = jpegs
+    let bodies = jpegs
         .into_iter()
-        .map(|j| {
-            let (c, url, key) = (c.clone(), s.url("/v1/colors"), key.clone());
-            tokio::spawn(async move { post(&c, &url, &key, json!({"image_base64": j})).await })
-        })
+        .map(|j| json!({"image_base64": j}))
         .collect();
     let (mut ok, mut busy) = (0u64, 0u64);
-    for t in tasks {
-        let res = t.await.unwrap();
+    for res in parallel_colors(&s, &key, bodies).await {
         match res.status().as_u16() {
             200 => ok += 1,
             503 => {

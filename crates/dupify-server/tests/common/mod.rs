@@ -232,3 +232,24 @@ pub async fn expect_error(res: reqwest::Response, status: u16, code: &str) -> Va
     assert_eq!(body["error"]["request_id"], rid.as_str());
     body["error"].clone()
 }
+
+/// Sends every body to `/v1/colors` at once and returns the responses in order.
+pub async fn parallel_colors(
+    server: &TestServer,
+    key: &str,
+    bodies: Vec<Value>,
+) -> Vec<reqwest::Response> {
+    let c = client();
+    let tasks: Vec<_> = bodies
+        .into_iter()
+        .map(|body| {
+            let (c, url, key) = (c.clone(), server.url("/v1/colors"), key.to_owned());
+            tokio::spawn(async move { post(&c, &url, &key, body).await })
+        })
+        .collect();
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await.unwrap());
+    }
+    out
+}
