@@ -49,6 +49,9 @@ wrk.body = [[$BODY]]
 LUA
 echo "== cached /v1/colors, $CONNS connections, $DURATION, 2 wrk threads =="
 wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$DATA/post.lua" "http://127.0.0.1:$PORT/v1/colors"
+hist() { curl -s "http://127.0.0.1:$PORT/metrics" | grep 'dupify_http_request_duration_seconds_bucket{route="/v1/colors"' | grep -E 'le="(0.0005|0.001|0.0025|\+Inf)"'; }
+echo "== server-side histogram after the unlimited-tier run (cumulative counts) =="
+hist
 # The same with a pro-tier key: limited tiers also report the monthly counter.
 ACCT=$($BIN --data-dir "$DATA" accounts create --email bench@example.com --tier pro | tail -1)
 PRO_KEY=$($BIN --data-dir "$DATA" keys create --account "$ACCT" --name bench 2>/dev/null | tail -1)
@@ -57,5 +60,5 @@ curl -s -o /dev/null "http://127.0.0.1:$PORT/v1/colors" \
   -H "X-API-Key: $PRO_KEY" -H 'Content-Type: application/json' -d "$BODY"
 echo "== cached /v1/colors with a pro-tier key, $CONNS connections, $DURATION =="
 wrk -t2 -c"$CONNS" -d"$DURATION" --latency -s "$DATA/post-pro.lua" "http://127.0.0.1:$PORT/v1/colors"
-echo "== server-side latency histogram for /v1/colors (from /metrics) =="
-curl -s "http://127.0.0.1:$PORT/metrics" | grep 'dupify_http_request_duration_seconds_bucket{route="/v1/colors"' | head -20
+echo "== server-side histogram after both runs (cumulative counts) =="
+hist
