@@ -89,11 +89,11 @@ fn main() {
         for _ in 0..runs {
             let t0 = Instant::now();
             let d = decode(&jpeg, &limits, target).expect("decode");
+            size = d.image.dimensions();
             let t1 = Instant::now();
-            let small = fit_within(&d.image, 512);
+            let small = fit_within(d.image, 512);
             let t2 = Instant::now();
             std::hint::black_box(&small);
-            size = d.image.dimensions();
             dec.push(t1 - t0);
             fit.push(t2 - t1);
             tot.push(t2 - t0);

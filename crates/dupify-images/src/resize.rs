@@ -15,28 +15,28 @@ fn fitted_size(w: u32, h: u32, max_side: u32) -> (u32, u32) {
 }
 
 /// Shrinks so the longer side is at most `max_side`, keeping the aspect ratio; an image
-/// that already fits is returned as is (never enlarged).
+/// that already fits is handed back as is (never enlarged, never copied).
 ///
 /// Catmull-Rom (bicubic) convolution: sharp without Lanczos' ringing on product edges.
 /// Images with transparent pixels are resized premultiplied, so the colour hidden under
 /// transparent pixels does not bleed into visible edges; fully opaque images skip that
 /// step, which changes nothing but costs time.
-pub fn fit_within(img: &RgbaImage, max_side: u32) -> RgbaImage {
+pub fn fit_within(img: RgbaImage, max_side: u32) -> RgbaImage {
     let (w, h) = img.dimensions();
     let (nw, nh) = fitted_size(w, h, max_side);
     if (nw, nh) == (w, h) || w == 0 || h == 0 {
-        return img.clone();
+        return img;
     }
     let opaque = img.as_raw().chunks_exact(4).all(|p| p[3] == 255);
     let options = ResizeOptions::new()
         .resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom))
         .use_alpha(!opaque);
     let mut dst = RgbaImage::new(nw, nh);
-    match Resizer::new().resize(img, &mut dst, &options) {
+    match Resizer::new().resize(&img, &mut dst, &options) {
         Ok(()) => dst,
         // Only reachable with mismatched pixel types, which these types rule out; the
         // slow path keeps the promise of always returning an image anyway.
-        Err(_) => image::imageops::resize(img, nw, nh, image::imageops::FilterType::CatmullRom),
+        Err(_) => image::imageops::resize(&img, nw, nh, image::imageops::FilterType::CatmullRom),
     }
 }
 
@@ -58,11 +58,11 @@ mod tests {
     #[test]
     fn shrinks_and_never_enlarges() {
         let img = RgbaImage::from_pixel(300, 200, Rgba([10, 20, 30, 255]));
-        let small = fit_within(&img, 150);
+        let small = fit_within(img.clone(), 150);
         assert_eq!(small.dimensions(), (150, 100));
         assert!(small.pixels().all(|p| p.0 == [10, 20, 30, 255]));
-        assert_eq!(fit_within(&img, 1000).dimensions(), (300, 200));
-        assert_eq!(fit_within(&img, 300).dimensions(), (300, 200));
+        assert_eq!(fit_within(img.clone(), 1000).dimensions(), (300, 200));
+        assert_eq!(fit_within(img, 300).dimensions(), (300, 200));
     }
 
     #[test]
@@ -75,7 +75,7 @@ mod tests {
                 Rgba([0, 0, 255, 255])
             }
         });
-        let small = fit_within(&img, 16);
+        let small = fit_within(img, 16);
         // Around the edge, visible pixels stay blue: no red picked up from the hidden half.
         for x in 7..10 {
             let p = small.get_pixel(x, 8).0;

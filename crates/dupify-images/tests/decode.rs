@@ -246,7 +246,7 @@ fn jpeg_decodes_at_reduced_scale() {
         .unwrap()
         .image;
     let fullsize = decode(bytes, &lim, DecodeTarget::Full).unwrap().image;
-    let resized = fit_within(&fullsize, 1000);
+    let resized = fit_within(fullsize, 1000);
     assert_eq!(resized.dimensions(), half.dimensions());
     let diff: u64 = half
         .as_raw()
@@ -265,10 +265,10 @@ fn jpeg_decodes_at_reduced_scale() {
 #[test]
 fn fit_within_after_decode() {
     let d = full(big_jpeg()).unwrap();
-    let small = fit_within(&d.image, 512);
+    let tall = fit_within(image::imageops::rotate90(&d.image), 512);
+    let small = fit_within(d.image, 512);
     assert_eq!(small.dimensions(), (512, 384));
-    assert_eq!(fit_within(&small, 1024).dimensions(), (512, 384));
-    let tall = fit_within(&image::imageops::rotate90(&d.image), 512);
+    assert_eq!(fit_within(small, 1024).dimensions(), (512, 384));
     assert_eq!(tall.dimensions(), (384, 512));
 }
 

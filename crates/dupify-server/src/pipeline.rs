@@ -10,7 +10,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use dupify_core::ApiError;
 use dupify_images::{DecodeTarget, IntakeLimits};
-use dupify_vision::foreground::{border_estimate, ForegroundEstimate};
+use dupify_vision::foreground::{border_estimate, ForegroundEstimate, ForegroundMethod};
 use serde_json::{Map, Value};
 
 use crate::auth::Caller;
@@ -36,20 +36,33 @@ pub struct Prepared {
     pub image: image::RgbaImage,
     pub original_width: u32,
     pub original_height: u32,
-    pub foreground: ForegroundEstimate,
+    /// Computed on first use: operations that ignore the background never pay for it.
+    foreground: std::sync::OnceLock<ForegroundEstimate>,
+}
+
+impl Prepared {
+    /// How the product was separated from its background.
+    pub fn foreground(&self) -> &ForegroundEstimate {
+        self.foreground.get_or_init(|| border_estimate(&self.image))
+    }
+
+    /// The foreground mask, when one was actually found (not the whole-image fallback).
+    pub fn foreground_mask(&self) -> Option<&image::GrayImage> {
+        let f = self.foreground();
+        (f.method != ForegroundMethod::None).then_some(&f.mask)
+    }
 }
 
 /// Decodes at reduced scale where the format allows it and builds the working copy
 /// (longer side between 384 and 512 px for large images).
 pub fn prepare(bytes: &[u8], limits: &IntakeLimits) -> Result<Prepared, ApiError> {
     let decoded = dupify_images::decode(bytes, limits, DecodeTarget::AtLeast(DECODE_MIN_SIDE))?;
-    let image = dupify_images::fit_within(&decoded.image, WORKING_SIDE);
-    let foreground = border_estimate(&image);
+    let image = dupify_images::fit_within(decoded.image, WORKING_SIDE);
     Ok(Prepared {
         image,
         original_width: decoded.original_width,
         original_height: decoded.original_height,
-        foreground,
+        foreground: std::sync::OnceLock::new(),
     })
 }
 

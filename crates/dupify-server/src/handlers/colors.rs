@@ -6,7 +6,6 @@ use axum::extract::State;
 use axum::response::Response;
 use axum::Extension;
 use dupify_core::{ApiError, Scope};
-use dupify_vision::foreground::ForegroundMethod;
 use serde_json::{json, Map, Value};
 
 use crate::auth::Caller;
@@ -46,8 +45,8 @@ impl ImageOp for ColorsOp {
 
     fn run(&self, p: &Prepared) -> Result<Map<String, Value>, ApiError> {
         let mut out = Map::new();
-        let mask = if self.foreground_only && p.foreground.method != ForegroundMethod::None {
-            Some(&p.foreground.mask)
+        let mask = if self.foreground_only {
+            p.foreground_mask()
         } else {
             None
         };
@@ -65,9 +64,10 @@ impl ImageOp for ColorsOp {
         if self.foreground_only {
             // Says how the background was separated, so nobody mistakes an estimate
             // for a segmentation model's answer.
+            let f = p.foreground();
             out.insert(
                 "foreground".into(),
-                json!({"method": p.foreground.method, "ratio": round4(p.foreground.foreground_ratio)}),
+                json!({"method": f.method, "ratio": round4(f.foreground_ratio)}),
             );
         }
         if self.include_quality {
@@ -79,8 +79,8 @@ impl ImageOp for ColorsOp {
 
 /// The quality scores, judged on the separated foreground when there is one.
 pub fn quality_block(p: &Prepared) -> Result<Value, ApiError> {
-    let mask = (p.foreground.method != ForegroundMethod::None).then_some(&p.foreground.mask);
-    serde_json::to_value(dupify_vision::quality(&p.image, mask)).map_err(|_| ApiError::internal())
+    serde_json::to_value(dupify_vision::quality(&p.image, p.foreground_mask()))
+        .map_err(|_| ApiError::internal())
 }
 
 fn round4(v: f32) -> f64 {
