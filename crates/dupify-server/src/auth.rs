@@ -276,7 +276,7 @@ async fn finish_metering(state: &SharedState, caller: &Caller, res: &mut Respons
                 account_id: caller.account.id.clone(),
                 key_id: caller.key.id.clone(),
                 mode: caller.key.mode,
-                period: caller.period.key(),
+                period: meter.period_key.clone(),
                 reserved,
                 used,
                 day: Utc::now().date_naive(),
@@ -307,13 +307,13 @@ async fn finish_metering(state: &SharedState, caller: &Caller, res: &mut Respons
     h.insert("x-ratelimit-remaining", HeaderValue::from(rate.remaining));
     h.insert("x-ratelimit-reset", HeaderValue::from(rate.reset_unix));
     if let Some(limit) = caller.limits.monthly_calls {
-        let hint_key = (caller.account.id.clone(), caller.period.key());
+        let hint_key = (caller.account.id.clone(), meter.period_key.clone());
         let known = meter.lock().period_used;
         let used = match known.or_else(|| state.usage_hint.get(&hint_key)) {
             Some(u) => u,
             None => state
                 .store
-                .period_usage(&caller.account.id, &caller.period.key())
+                .period_usage(&caller.account.id, &meter.period_key)
                 .await
                 .unwrap_or(0),
         };
