@@ -1,7 +1,7 @@
 //! Fast downscaling with fast_image_resize (SIMD convolution).
 
 use fast_image_resize::{FilterType, ResizeAlg, ResizeOptions, Resizer};
-use image::RgbaImage;
+use image::{GrayImage, RgbaImage};
 
 /// The size that fits `w`x`h` within `max_side` keeping the aspect ratio (never larger).
 fn fitted_size(w: u32, h: u32, max_side: u32) -> (u32, u32) {
@@ -37,6 +37,39 @@ pub fn fit_within(img: RgbaImage, max_side: u32) -> RgbaImage {
         // Only reachable with mismatched pixel types, which these types rule out; the
         // slow path keeps the promise of always returning an image anyway.
         Err(_) => image::imageops::resize(&img, nw, nh, image::imageops::FilterType::CatmullRom),
+    }
+}
+
+/// Resizes to exactly `width`×`height` (the aspect ratio may change), with Lanczos3
+/// as model preprocessing expects. Alpha is ignored: models take RGB.
+pub fn resize_exact(img: &RgbaImage, width: u32, height: u32) -> RgbaImage {
+    if img.dimensions() == (width, height) {
+        return img.clone();
+    }
+    let options = ResizeOptions::new()
+        .resize_alg(ResizeAlg::Convolution(FilterType::Lanczos3))
+        .use_alpha(false);
+    let mut dst = RgbaImage::new(width, height);
+    match Resizer::new().resize(img, &mut dst, &options) {
+        Ok(()) => dst,
+        Err(_) => {
+            image::imageops::resize(img, width, height, image::imageops::FilterType::Lanczos3)
+        }
+    }
+}
+
+/// Resizes an 8-bit mask (bilinear: smooth edges, no ringing past 0 or 255).
+pub fn resize_mask(mask: &GrayImage, width: u32, height: u32) -> GrayImage {
+    if mask.dimensions() == (width, height) {
+        return mask.clone();
+    }
+    let options = ResizeOptions::new().resize_alg(ResizeAlg::Convolution(FilterType::Bilinear));
+    let mut dst = GrayImage::new(width, height);
+    match Resizer::new().resize(mask, &mut dst, &options) {
+        Ok(()) => dst,
+        Err(_) => {
+            image::imageops::resize(mask, width, height, image::imageops::FilterType::Triangle)
+        }
     }
 }
 

@@ -7,13 +7,21 @@
 //! pixels give bit-identical results, with no randomness and no hash-order dependence.
 //! The formulas are documented on each item and summarised in FEATURES.md.
 
+pub mod attributes;
+pub mod clip_preprocess;
 pub mod colors;
+pub mod embedding;
 pub mod foreground;
 pub mod lab;
 pub mod palette;
 pub mod quality;
+pub mod silhouette;
 
+pub use attributes::{pixel_attributes, Attribute};
+pub use clip_preprocess::ClipPreprocess;
 pub use colors::{dominant_colors, ColorEntry};
+pub use embedding::{visual_embedding, VISUAL_DIMS, VISUAL_MODEL};
 pub use foreground::{border_estimate, ForegroundEstimate, ForegroundMethod};
 pub use palette::{color_family, nearest_name};
 pub use quality::{quality, Quality};
+pub use silhouette::{silhouette, Silhouette, SILHOUETTE_DIMS};
