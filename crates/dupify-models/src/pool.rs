@@ -1,0 +1,465 @@
+//! A bounded work queue per model, served by a few worker threads that each own one
+//! engine instance. Requests that are waiting together are run as one batch when the
+//! model's batch dimension allows it (the way text-embeddings-inference batches);
+//! fixed-batch models (the U²-Net exports) get one request per run, and parallelism
+//! comes from running several instances at once. A full queue is refused at once,
+//! never turned into an unbounded backlog.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crossbeam_channel::{bounded, Receiver, Sender, TrySendError};
+use tokio::sync::oneshot;
+
+use crate::engine::{EngineError, EngineLoader, ModelSpec, TensorData};
+
+/// Called after every inference run with (model, batch size, run time).
+pub type Observer = Arc<dyn Fn(&str, usize, Duration) + Send + Sync>;
+
+/// Per output, every item's values back to back.
+type Outputs = Vec<Vec<f32>>;
+type Reply = oneshot::Receiver<Result<Outputs, EngineError>>;
+
+#[derive(Debug, Clone)]
+pub struct PoolOptions {
+    /// Engine instances (threads). With intra-op threads each, the product should not
+    /// exceed the cores.
+    pub instances: usize,
+    /// Requests waiting beyond the ones running; more are refused with `Overloaded`.
+    pub queue_limit: usize,
+    /// Most items per run for batch-capable models.
+    pub max_batch: usize,
+}
+
+struct Job {
+    inputs: Vec<TensorData>,
+    enqueued: Instant,
+    reply: oneshot::Sender<Result<Vec<Vec<f32>>, EngineError>>,
+}
+
+#[derive(Default)]
+struct Stats {
+    queued: AtomicUsize,
+    runs: AtomicU64,
+    items: AtomicU64,
+}
+
+/// A model loaded in `instances` copies behind one queue.
+pub struct ModelPool {
+    name: String,
+    path: PathBuf,
+    spec: ModelSpec,
+    sender: Sender<Job>,
+    stats: Arc<Stats>,
+    max_batch: usize,
+}
+
+fn record(name: &str, batch: usize, waited: Duration, took: Duration) {
+    tracing::trace!(
+        model = name,
+        batch,
+        waited_ms = waited.as_millis() as u64,
+        took_ms = took.as_millis() as u64,
+        "inference"
+    );
+}
+
+impl ModelPool {
+    /// Loads `instances` copies of the model (failing fast if the file does not load)
+    /// and starts their threads.
+    pub fn start(
+        name: &str,
+        path: &Path,
+        loader: Arc<dyn EngineLoader>,
+        options: &PoolOptions,
+        observe: Observer,
+    ) -> Result<Self, EngineError> {
+        let instances = options.instances.max(1);
+        let mut engines = Vec::with_capacity(instances);
+        for _ in 0..instances {
+            engines.push(loader.load(path)?);
+        }
+        let spec = engines[0].spec().clone();
+        let max_batch = if spec.batch_capable() {
+            options.max_batch.max(1)
+        } else {
+            1
+        };
+        let (sender, receiver) = bounded::<Job>(options.queue_limit.max(1));
+        let stats = Arc::new(Stats::default());
+        for (i, mut engine) in engines.into_iter().enumerate() {
+            let receiver: Receiver<Job> = receiver.clone();
+            let stats = stats.clone();
+            let observe = observe.clone();
+            let model = name.to_string();
+            std::thread::Builder::new()
+                .name(format!("model-{name}-{i}"))
+                .spawn(move || {
+                    // Ends when every sender is gone (the pool was dropped).
+                    while let Ok(first) = receiver.recv() {
+                        let mut jobs = vec![first];
+                        while jobs.len() < max_batch {
+                            match receiver.try_recv() {
+                                Ok(job) => jobs.push(job),
+                                Err(_) => break,
+                            }
+                        }
+                        stats.queued.fetch_sub(jobs.len(), Ordering::Relaxed);
+                        run_jobs(&model, engine.as_mut(), jobs, &stats, observe.as_ref());
+                    }
+                })
+                .map_err(|e| EngineError::Runtime(format!("cannot start a model thread: {e}")))?;
+        }
+        Ok(ModelPool {
+            name: name.to_string(),
+            path: path.to_path_buf(),
+            spec,
+            sender,
+            stats,
+            max_batch,
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    pub fn spec(&self) -> &ModelSpec {
+        &self.spec
+    }
+
+    pub fn max_batch(&self) -> usize {
+        self.max_batch
+    }
+
+    /// Requests waiting for an instance.
+    pub fn queue_depth(&self) -> usize {
+        self.stats.queued.load(Ordering::Relaxed)
+    }
+
+    /// (runs, items) so far: items / runs is the mean batch size.
+    pub fn counters(&self) -> (u64, u64) {
+        (
+            self.stats.runs.load(Ordering::Relaxed),
+            self.stats.items.load(Ordering::Relaxed),
+        )
+    }
+
+    /// Queues one item (each input tensor for a single batch item) and waits for its
+    /// outputs. Refused at once with `Overloaded` when the queue is full.
+    pub async fn infer(&self, inputs: Vec<TensorData>) -> Result<Vec<Vec<f32>>, EngineError> {
+        self.enqueue(inputs)?.wait().await
+    }
+
+    /// Queues one item now and returns a handle to await its outputs later: several
+    /// items queued back to back can share one batch.
+    pub fn enqueue(&self, inputs: Vec<TensorData>) -> Result<Pending, EngineError> {
+        self.submit(inputs).map(Pending)
+    }
+
+    /// Blocking form of [`ModelPool::infer`] for callers outside the async runtime
+    /// (the CLI, benchmarks).
+    pub fn infer_blocking(&self, inputs: Vec<TensorData>) -> Result<Vec<Vec<f32>>, EngineError> {
+        let rx = self.submit(inputs)?;
+        rx.blocking_recv().map_err(|_| EngineError::Stopped)?
+    }
+
+    fn submit(&self, inputs: Vec<TensorData>) -> Result<Reply, EngineError> {
+        let (reply, rx) = oneshot::channel();
+        self.stats.queued.fetch_add(1, Ordering::Relaxed);
+        let job = Job {
+            inputs,
+            enqueued: Instant::now(),
+            reply,
+        };
+        match self.sender.try_send(job) {
+            Ok(()) => Ok(rx),
+            Err(TrySendError::Full(_)) => {
+                self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                Err(EngineError::Overloaded)
+            }
+            Err(TrySendError::Disconnected(_)) => {
+                self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                Err(EngineError::Stopped)
+            }
+        }
+    }
+}
+
+/// An item queued with [`ModelPool::enqueue`].
+pub struct Pending(Reply);
+
+impl Pending {
+    pub async fn wait(self) -> Result<Vec<Vec<f32>>, EngineError> {
+        self.0.await.map_err(|_| EngineError::Stopped)?
+    }
+}
+
+fn run_jobs(
+    model: &str,
+    engine: &mut dyn crate::engine::Engine,
+    jobs: Vec<Job>,
+    stats: &Stats,
+    observe: &(dyn Fn(&str, usize, Duration) + Send + Sync),
+) {
+    // Callers that gave up (a dropped request) need no work.
+    let jobs: Vec<Job> = jobs.into_iter().filter(|j| !j.reply.is_closed()).collect();
+    if jobs.is_empty() {
+        return;
+    }
+    let waited = jobs
+        .iter()
+        .map(|j| j.enqueued.elapsed())
+        .max()
+        .unwrap_or_default();
+    let batch = jobs.len();
+    let started = Instant::now();
+    let result = if batch == 1 {
+        engine.run(1, &jobs[0].inputs)
+    } else {
+        concat_inputs(&jobs).and_then(|inputs| engine.run(batch, &inputs))
+    };
+    let took = started.elapsed();
+    stats.runs.fetch_add(1, Ordering::Relaxed);
+    stats.items.fetch_add(batch as u64, Ordering::Relaxed);
+    observe(model, batch, took);
+    record(model, batch, waited, took);
+    match result {
+        Ok(outputs) if batch == 1 => {
+            let mut jobs = jobs;
+            if let Some(job) = jobs.pop() {
+                let _ = job.reply.send(Ok(outputs));
+            }
+        }
+        Ok(outputs) => {
+            // Split every output evenly across the items.
+            let per_item: Vec<usize> = outputs.iter().map(|o| o.len() / batch).collect();
+            for (i, job) in jobs.into_iter().enumerate() {
+                let mine = outputs
+                    .iter()
+                    .zip(&per_item)
+                    .map(|(o, &n)| o[i * n..(i + 1) * n].to_vec())
+                    .collect();
+                let _ = job.reply.send(Ok(mine));
+            }
+        }
+        Err(e) => {
+            let message = e.to_string();
+            for job in jobs {
+                let _ = job.reply.send(Err(EngineError::Run(message.clone())));
+            }
+        }
+    }
+}
+
+fn concat_inputs(jobs: &[Job]) -> Result<Vec<TensorData>, EngineError> {
+    let mut inputs = jobs[0].inputs.clone();
+    for job in &jobs[1..] {
+        if job.inputs.len() != inputs.len() {
+            return Err(EngineError::Input(
+                "items with different inputs in one batch".into(),
+            ));
+        }
+        for (acc, item) in inputs.iter_mut().zip(&job.inputs) {
+            acc.extend(item)?;
+        }
+    }
+    Ok(inputs)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Condvar, Mutex};
+
+    use super::*;
+    use crate::engine::{Engine, IoSpec};
+
+    type Gate = Arc<(Mutex<bool>, Condvar)>;
+    type Batches = Arc<Mutex<Vec<usize>>>;
+
+    /// An engine whose runs wait for a gate to open, and that records each batch size.
+    /// Output: every input value doubled.
+    struct Gated {
+        spec: ModelSpec,
+        gate: Arc<(Mutex<bool>, Condvar)>,
+        batches: Arc<Mutex<Vec<usize>>>,
+    }
+
+    impl Engine for Gated {
+        fn spec(&self) -> &ModelSpec {
+            &self.spec
+        }
+        fn run(
+            &mut self,
+            batch: usize,
+            inputs: &[TensorData],
+        ) -> Result<Vec<Vec<f32>>, EngineError> {
+            let (lock, cvar) = &*self.gate;
+            let mut open = lock.lock().unwrap();
+            while !*open {
+                open = cvar.wait(open).unwrap();
+            }
+            drop(open);
+            self.batches.lock().unwrap().push(batch);
+            match &inputs[0] {
+                TensorData::F32(v) if v.len() == batch * 2 => {
+                    Ok(vec![v.iter().map(|x| x * 2.0).collect()])
+                }
+                _ => Err(EngineError::Input("bad".into())),
+            }
+        }
+    }
+
+    struct GatedLoader {
+        batch_dim: i64,
+        gate: Arc<(Mutex<bool>, Condvar)>,
+        batches: Arc<Mutex<Vec<usize>>>,
+    }
+
+    impl EngineLoader for GatedLoader {
+        fn load(&self, _: &Path) -> Result<Box<dyn Engine>, EngineError> {
+            let io = |n: &str| IoSpec {
+                name: n.into(),
+                dims: vec![self.batch_dim, 2],
+            };
+            Ok(Box::new(Gated {
+                spec: ModelSpec {
+                    inputs: vec![io("x")],
+                    outputs: vec![io("y")],
+                },
+                gate: self.gate.clone(),
+                batches: self.batches.clone(),
+            }))
+        }
+    }
+
+    fn pool(batch_dim: i64, instances: usize, queue_limit: usize) -> (ModelPool, Gate, Batches) {
+        let gate = Arc::new((Mutex::new(false), Condvar::new()));
+        let batches = Arc::new(Mutex::new(Vec::new()));
+        let loader = Arc::new(GatedLoader {
+            batch_dim,
+            gate: gate.clone(),
+            batches: batches.clone(),
+        });
+        let options = PoolOptions {
+            instances,
+            queue_limit,
+            max_batch: 8,
+        };
+        let p = ModelPool::start(
+            "fake",
+            Path::new("fake.onnx"),
+            loader,
+            &options,
+            Arc::new(|_: &str, _: usize, _: Duration| {}),
+        )
+        .unwrap();
+        (p, gate, batches)
+    }
+
+    fn open(gate: &(Mutex<bool>, Condvar)) {
+        *gate.0.lock().unwrap() = true;
+        gate.1.notify_all();
+    }
+
+    fn wait_until(mut f: impl FnMut() -> bool) {
+        let start = Instant::now();
+        while !f() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "condition never held"
+            );
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+
+    #[tokio::test]
+    async fn items_waiting_together_share_one_run() {
+        let (p, gate, batches) = pool(-1, 1, 32);
+        assert_eq!(p.max_batch(), 8);
+        // The first item occupies the worker (blocked at the gate); the next 10 wait.
+        let first = p.enqueue(vec![TensorData::F32(vec![0.0, 1.0])]).unwrap();
+        wait_until(|| p.queue_depth() == 0);
+        let rest: Vec<_> = (1..=10)
+            .map(|i| {
+                p.enqueue(vec![TensorData::F32(vec![i as f32, -(i as f32)])])
+                    .unwrap()
+            })
+            .collect();
+        assert_eq!(p.queue_depth(), 10);
+        open(&gate);
+        assert_eq!(first.wait().await.unwrap(), vec![vec![0.0, 2.0]]);
+        for (i, r) in rest.into_iter().enumerate() {
+            let i = (i + 1) as f32;
+            // Each item gets its own slice of the batched output.
+            assert_eq!(r.wait().await.unwrap(), vec![vec![2.0 * i, -2.0 * i]]);
+        }
+        // 1, then at most max_batch (8), then the remaining 2.
+        assert_eq!(*batches.lock().unwrap(), vec![1, 8, 2]);
+        assert_eq!(p.counters(), (3, 11));
+    }
+
+    #[tokio::test]
+    async fn fixed_batch_models_run_one_item_at_a_time() {
+        let (p, gate, batches) = pool(1, 2, 32);
+        assert_eq!(p.max_batch(), 1);
+        let pending: Vec<_> = (0..6)
+            .map(|i| {
+                p.enqueue(vec![TensorData::F32(vec![i as f32, 0.0])])
+                    .unwrap()
+            })
+            .collect();
+        open(&gate);
+        for (i, r) in pending.into_iter().enumerate() {
+            assert_eq!(r.wait().await.unwrap(), vec![vec![2.0 * i as f32, 0.0]]);
+        }
+        assert_eq!(*batches.lock().unwrap(), vec![1; 6]);
+    }
+
+    #[tokio::test]
+    async fn a_full_queue_refuses_at_once() {
+        let (p, gate, _) = pool(1, 1, 2);
+        let running = p.enqueue(vec![TensorData::F32(vec![1.0, 1.0])]).unwrap();
+        wait_until(|| p.queue_depth() == 0);
+        let waiting: Vec<_> = (0..2)
+            .map(|_| p.enqueue(vec![TensorData::F32(vec![1.0, 1.0])]).unwrap())
+            .collect();
+        assert!(matches!(
+            p.enqueue(vec![TensorData::F32(vec![1.0, 1.0])]),
+            Err(EngineError::Overloaded)
+        ));
+        assert_eq!(p.queue_depth(), 2);
+        open(&gate);
+        running.wait().await.unwrap();
+        for w in waiting {
+            w.wait().await.unwrap();
+        }
+        // Room again once the backlog is served.
+        p.infer(vec![TensorData::F32(vec![1.0, 1.0])])
+            .await
+            .unwrap();
+    }
+
+    #[tokio::test]
+    async fn abandoned_items_are_skipped_and_errors_reach_every_item() {
+        let (p, gate, batches) = pool(-1, 1, 32);
+        let first = p.enqueue(vec![TensorData::F32(vec![0.0, 0.0])]).unwrap();
+        wait_until(|| p.queue_depth() == 0);
+        // A caller that went away (its request was dropped) costs no inference.
+        drop(p.enqueue(vec![TensorData::F32(vec![5.0, 5.0])]).unwrap());
+        // A malformed item fails the run it is in; every item of that run hears of it.
+        let bad = p.enqueue(vec![TensorData::F32(vec![1.0])]).unwrap();
+        let ok = p.enqueue(vec![TensorData::F32(vec![1.0, 1.0])]).unwrap();
+        open(&gate);
+        first.wait().await.unwrap();
+        assert!(bad.wait().await.is_err());
+        assert!(ok.wait().await.is_err());
+        assert_eq!(*batches.lock().unwrap(), vec![1, 2]);
+    }
+}
