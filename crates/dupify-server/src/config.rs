@@ -44,6 +44,25 @@ pub struct ServerConfig {
     pub shutdown_grace_secs: u64,
     /// `text` or `json` log lines.
     pub log_format: String,
+    /// Segmentation models to load at start (files `<name>.onnx` in `models_dir`); the
+    /// first is the default, the others can be asked for with the `model` option.
+    pub segmentation_models: Vec<String>,
+    /// CLIP export to load (a subdirectory of `models_dir` with a manifest.toml, by
+    /// directory or model name). Empty = the only one present, if exactly one is.
+    pub clip_model: String,
+    /// ONNX Runtime shared library. Empty = `models_dir/libonnxruntime.so`.
+    pub onnxruntime_library: String,
+    /// Instances of each segmentation model, run side by side. 0 = number of cores.
+    pub model_instances: usize,
+    /// Threads one inference may use (keep instances × threads ≤ cores).
+    pub model_intra_threads: usize,
+    /// Images allowed to wait for a model instance; beyond that 503 with Retry-After.
+    pub model_queue_limit: usize,
+    /// Most items one run of a batch-capable model (CLIP) takes.
+    pub model_max_batch: usize,
+    /// Zero-shot attribute taxonomy. Empty = `models_dir/taxonomy.toml` if present,
+    /// else the built-in one.
+    pub taxonomy_file: String,
 }
 
 impl Default for ServerConfig {
@@ -65,6 +84,14 @@ impl Default for ServerConfig {
             cpu_queue_limit: 64,
             shutdown_grace_secs: 30,
             log_format: "text".into(),
+            segmentation_models: vec!["u2net".into(), "u2netp".into()],
+            clip_model: String::new(),
+            onnxruntime_library: String::new(),
+            model_instances: 0,
+            model_intra_threads: 1,
+            model_queue_limit: 32,
+            model_max_batch: 16,
+            taxonomy_file: String::new(),
         }
     }
 }
@@ -76,6 +103,25 @@ impl ServerConfig {
     pub fn fetch_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.fetch_timeout_secs.max(0.1))
     }
+    pub fn models_config(&self) -> dupify_models::ModelsConfig {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        dupify_models::ModelsConfig {
+            dir: self.models_dir.clone(),
+            runtime_library: (!self.onnxruntime_library.is_empty())
+                .then(|| PathBuf::from(&self.onnxruntime_library)),
+            segmentation: self.segmentation_models.clone(),
+            clip: (!self.clip_model.is_empty()).then(|| self.clip_model.clone()),
+            instances: if self.model_instances == 0 {
+                cores
+            } else {
+                self.model_instances
+            },
+            intra_threads: self.model_intra_threads.max(1),
+            queue_limit: self.model_queue_limit.max(1),
+            max_batch: self.model_max_batch.max(1),
+        }
+    }
+
     pub fn effective_cpu_workers(&self) -> usize {
         if self.cpu_workers == 0 {
             std::thread::available_parallelism().map_or(2, |n| n.get())

@@ -10,8 +10,10 @@ pub mod edge;
 pub mod error;
 pub mod handlers;
 pub mod images;
+pub mod local;
 pub mod pipeline;
 pub mod ratelimit;
+pub mod semantic;
 pub mod state;
 
 use std::collections::HashMap;
@@ -51,8 +53,28 @@ fn metrics_handle() -> PrometheusHandle {
         .clone()
 }
 
-/// Builds the shared state from a config and a store.
+/// Builds the shared state from a config and a store, loading the configured models
+/// (a missing model is reported by `/ready`, not fatal).
 pub fn build_state(config: ServerConfig, store: Arc<dyn Store>) -> SharedState {
+    let observe: dupify_models::Observer = Arc::new(|model: &str, batch: usize, took: Duration| {
+        metrics::histogram!("dupify_inference_seconds", "model" => model.to_string())
+            .record(took.as_secs_f64());
+        metrics::histogram!("dupify_inference_batch_size", "model" => model.to_string())
+            .record(batch as f64);
+    });
+    let models = Arc::new(dupify_models::Models::load(
+        &config.models_config(),
+        observe,
+    ));
+    build_state_with_models(config, store, models)
+}
+
+/// [`build_state`] with models loaded elsewhere (shared between servers in one process).
+pub fn build_state_with_models(
+    config: ServerConfig,
+    store: Arc<dyn Store>,
+    models: Arc<dupify_models::Models>,
+) -> SharedState {
     let fetch_policy = FetchPolicy {
         allow_private_hosts: config.allow_private_image_hosts,
         allowed_private_ips: config.allowed_private_image_ips.clone(),
@@ -84,6 +106,8 @@ pub fn build_state(config: ServerConfig, store: Arc<dyn Store>) -> SharedState {
             .max_capacity(100_000)
             .time_to_live(Duration::from_secs(1))
             .build(),
+        models,
+        semantic: tokio::sync::OnceCell::new(),
         config,
     })
 }

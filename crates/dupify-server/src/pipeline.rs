@@ -29,21 +29,115 @@ pub const WORKING_SIDE: u32 = 512;
 pub const DECODE_MIN_SIDE: u32 = 384;
 
 /// Bumped whenever a feature's output changes, so stale cache entries are never served.
-pub const FEATURE_VERSION: &str = "features-1";
+pub const FEATURE_VERSION: &str = "features-2";
+
+/// What an operation needs besides the working copy. The pipeline computes the union
+/// for all operations on an image once.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Needs {
+    /// The product mask (a segmentation model's, else the image's alpha or an estimate).
+    pub mask: bool,
+    /// The full-resolution image (background removal answers at the original size).
+    pub full_resolution: bool,
+    /// The CLIP image embedding, when a CLIP model is loaded.
+    pub clip: bool,
+}
+
+impl Needs {
+    fn union(self, o: Needs) -> Needs {
+        Needs {
+            mask: self.mask || o.mask,
+            full_resolution: self.full_resolution || o.full_resolution,
+            clip: self.clip || o.clip,
+        }
+    }
+}
+
+/// The models a request uses, resolved by its handler from config and options.
+#[derive(Clone, Default)]
+pub struct ModelChoice {
+    pub segmenter: Option<Arc<dupify_models::Segmenter>>,
+    pub clip: Option<Arc<dupify_models::clip::Clip>>,
+}
+
+impl ModelChoice {
+    /// The segmenter named by the request's `model` option (or the default); an unknown
+    /// name is a 400, a known but unavailable one a 503.
+    pub fn resolve(
+        state: &AppState,
+        requested: Option<&str>,
+        parameter: &str,
+    ) -> Result<ModelChoice, ApiError> {
+        use dupify_models::SegmenterError;
+        let segmenter = match state.models.segmenter(requested) {
+            Ok(s) => Some(s.clone()),
+            Err(SegmenterError::Unknown(name, have)) => {
+                return Err(ApiError::invalid(
+                    parameter,
+                    format!(
+                        "unknown segmentation model {name:?}; this server offers {}",
+                        have.join(", ")
+                    ),
+                ))
+            }
+            // The default is missing: features fall back to the model-free estimate and
+            // say so; an explicitly requested model must exist.
+            Err(SegmenterError::Unavailable(name, reason)) => {
+                if requested.is_some() {
+                    return Err(ApiError::unavailable(
+                        format!(
+                            "segmentation model {name} is not available on this server: {reason}"
+                        ),
+                        30,
+                    ));
+                }
+                None
+            }
+        };
+        Ok(ModelChoice {
+            segmenter,
+            clip: state.models.clip().cloned(),
+        })
+    }
+
+    pub fn segmenter_name(&self) -> &str {
+        self.segmenter.as_ref().map_or("none", |s| s.name())
+    }
+}
 
 /// A decoded image ready for feature extraction.
 pub struct Prepared {
+    /// The working copy (longer side ≤ [`WORKING_SIDE`]).
     pub image: image::RgbaImage,
+    /// The decoded image at full size, when an operation asked for it.
+    pub full: Option<image::RgbaImage>,
     pub original_width: u32,
     pub original_height: u32,
+    /// The decoded image has an alpha channel with some transparency.
+    pub has_alpha: bool,
+    /// The image carries its own cut-out (some pixels with alpha < 128).
+    pub cutout: bool,
+    /// The segmentation model's 320×320 saliency map, and which model made it.
+    pub model_mask: Option<(image::GrayImage, String)>,
+    /// The CLIP image embedding (L2-normalised), and the model's name.
+    pub clip_embedding: Option<(Vec<f32>, String)>,
     /// Computed on first use: operations that ignore the background never pay for it.
     foreground: std::sync::OnceLock<ForegroundEstimate>,
 }
 
 impl Prepared {
-    /// How the product was separated from its background.
+    /// How the product was separated from its background: the image's own alpha, else
+    /// the segmentation model, else the model-free estimate.
     pub fn foreground(&self) -> &ForegroundEstimate {
-        self.foreground.get_or_init(|| border_estimate(&self.image))
+        self.foreground.get_or_init(|| {
+            if let (false, Some((mask, _))) = (self.cutout, &self.model_mask) {
+                let (w, h) = self.image.dimensions();
+                let m = dupify_images::resize_mask(mask, w, h);
+                ForegroundEstimate::from_mask(m, ForegroundMethod::Model)
+            } else {
+                border_estimate(&self.image)
+            }
+        })
     }
 
     /// The foreground mask, when one was actually found (not the whole-image fallback).
@@ -51,17 +145,47 @@ impl Prepared {
         let f = self.foreground();
         (f.method != ForegroundMethod::None).then_some(&f.mask)
     }
+
+    /// The name of what separated the foreground: a model's name, or the method.
+    pub fn foreground_source(&self) -> &str {
+        match (self.foreground().method, &self.model_mask) {
+            (ForegroundMethod::Model, Some((_, name))) => name,
+            (m, _) => m.as_str(),
+        }
+    }
 }
 
-/// Decodes at reduced scale where the format allows it and builds the working copy
-/// (longer side between 384 and 512 px for large images).
-pub fn prepare(bytes: &[u8], limits: &IntakeLimits) -> Result<Prepared, ApiError> {
-    let decoded = dupify_images::decode(bytes, limits, DecodeTarget::AtLeast(DECODE_MIN_SIDE))?;
-    let image = dupify_images::fit_within(decoded.image, WORKING_SIDE);
+/// Whether any pixel is mostly transparent: such an image is already cut out.
+fn has_cutout(img: &image::RgbaImage) -> bool {
+    img.pixels().any(|p| p.0[3] < 128)
+}
+
+/// Decodes at reduced scale where the format allows it (unless the full image is
+/// needed) and builds the working copy (longer side between 384 and 512 px for large
+/// images).
+pub fn prepare(bytes: &[u8], limits: &IntakeLimits, full: bool) -> Result<Prepared, ApiError> {
+    let target = if full {
+        DecodeTarget::Full
+    } else {
+        DecodeTarget::AtLeast(DECODE_MIN_SIDE)
+    };
+    let decoded = dupify_images::decode(bytes, limits, target)?;
+    let (image, full) = if full {
+        let working = dupify_images::fit_within(decoded.image.clone(), WORKING_SIDE);
+        (working, Some(decoded.image))
+    } else {
+        (dupify_images::fit_within(decoded.image, WORKING_SIDE), None)
+    };
+    let cutout = decoded.has_alpha && has_cutout(&image);
     Ok(Prepared {
         image,
+        full,
         original_width: decoded.original_width,
         original_height: decoded.original_height,
+        has_alpha: decoded.has_alpha,
+        cutout,
+        model_mask: None,
+        clip_embedding: None,
         foreground: std::sync::OnceLock::new(),
     })
 }
@@ -70,10 +194,111 @@ pub fn prepare(bytes: &[u8], limits: &IntakeLimits) -> Result<Prepared, ApiError
 pub trait ImageOp: Send + Sync + 'static {
     /// Operation name, part of the cache key.
     fn name(&self) -> &'static str;
-    /// Canonical form of the options that change the result.
+    /// Canonical form of the options (and model names) that change the result.
     fn options_key(&self) -> String;
+    /// What the operation needs computed before it runs.
+    fn needs(&self) -> Needs {
+        Needs::default()
+    }
     /// The result object (without `cached` and timing fields).
     fn run(&self, p: &Prepared) -> Result<Map<String, Value>, ApiError>;
+}
+
+/// Maps a model failure to the API's errors: a full queue is the documented 503 with
+/// `Retry-After`; anything else is ours (500, logged).
+pub fn model_error(e: dupify_models::EngineError) -> ApiError {
+    use dupify_models::EngineError;
+    match e {
+        EngineError::Overloaded => {
+            metrics::counter!("dupify_overload_rejections_total", "stage" => "model").increment(1);
+            ApiError::unavailable(
+                "The server is busy running models for other images. Retry shortly.",
+                1,
+            )
+        }
+        other => {
+            tracing::error!(error = %other, "model inference failed");
+            ApiError::internal()
+        }
+    }
+}
+
+/// Decode, models, features for one image: decode and the models' input preparation
+/// on a CPU slot, the models on their own workers (the CPU slot is released while
+/// waiting), then every operation on a CPU slot again.
+pub async fn process_image(
+    state: &Arc<AppState>,
+    bytes: Bytes,
+    parameter: String,
+    ops: Vec<Arc<dyn ImageOp>>,
+    models: &ModelChoice,
+) -> Result<Vec<Map<String, Value>>, ApiError> {
+    let needs = ops
+        .iter()
+        .fold(Needs::default(), |acc, op| acc.union(op.needs()));
+    let segmenter = models.segmenter.clone().filter(|_| needs.mask);
+    let clip = models.clip.clone().filter(|_| needs.clip);
+
+    let permit = state.cpu_slot().await?;
+    let limits = state.intake;
+    let (seg, cl) = (segmenter.clone(), clip.clone());
+    let (mut prepared, seg_input, clip_input) = tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        let t = Instant::now();
+        // Decode errors name the image they are about, as intake errors do.
+        let p = prepare(&bytes, &limits, needs.full_resolution)
+            .map_err(|e| with_parameter(e, &parameter))?;
+        // A cut-out image needs no segmentation: its alpha is the answer.
+        let seg_input = seg
+            .filter(|_| !p.cutout)
+            .map(|_| dupify_models::segment::preprocess(&p.image));
+        let clip_input = cl.map(|c| c.preprocess(&p.image));
+        metrics::histogram!("dupify_decode_seconds").record(t.elapsed().as_secs_f64());
+        Ok::<_, ApiError>((p, seg_input, clip_input))
+    })
+    .await
+    .unwrap_or_else(|e| {
+        tracing::error!(error = %e, "decode task panicked");
+        Err(ApiError::internal())
+    })?;
+
+    // Both models are queued before either is awaited, so they run side by side.
+    let seg_pending = match (&segmenter, seg_input) {
+        (Some(s), Some(input)) => Some(s.enqueue(input).map_err(model_error)?),
+        _ => None,
+    };
+    let clip_pending = match (&clip, clip_input) {
+        (Some(c), Some(input)) => Some(c.enqueue_image(input).map_err(model_error)?),
+        _ => None,
+    };
+    if let (Some(p), Some(s)) = (seg_pending, &segmenter) {
+        prepared.model_mask = Some((p.mask().await.map_err(model_error)?, s.name().to_string()));
+    }
+    if let (Some(p), Some(c)) = (clip_pending, &clip) {
+        prepared.clip_embedding = Some((
+            p.embedding().await.map_err(model_error)?,
+            c.name().to_string(),
+        ));
+    }
+
+    let permit = state.cpu_slot().await?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        ops.iter()
+            .map(|op| {
+                let t = Instant::now();
+                let out = op.run(&prepared);
+                metrics::histogram!("dupify_feature_seconds", "op" => op.name())
+                    .record(t.elapsed().as_secs_f64());
+                out
+            })
+            .collect::<Result<Vec<_>, _>>()
+    })
+    .await
+    .unwrap_or_else(|e| {
+        tracing::error!(error = %e, "feature task panicked");
+        Err(ApiError::internal())
+    })
 }
 
 fn with_parameter(e: ApiError, parameter: &str) -> ApiError {
@@ -86,11 +311,6 @@ fn with_parameter(e: ApiError, parameter: &str) -> ApiError {
     } else {
         e.detail("parameter", parameter)
     }
-}
-
-enum Slot {
-    Pending,
-    Done(Result<Bytes, ApiError>, bool),
 }
 
 /// Appends `cached` and (for single responses) `processing_time_ms` to a cached JSON
@@ -123,12 +343,50 @@ fn json_response(body: Vec<u8>) -> Response {
         .into_response()
 }
 
-/// Computes `op` for every image of the request.
+fn error_bytes(e: &ApiError) -> Vec<u8> {
+    serde_json::to_vec(&e.to_body(None)).unwrap_or_default()
+}
+
+/// One operation's JSON object for one image, and whether it came from the cache.
+type Answer = (Bytes, bool);
+
+/// How results are laid out: one operation's object per image (the per-operation
+/// endpoints), or an object keyed by operation name per image (`/v1/batch`).
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Layout {
+    PerOperation,
+    Combined,
+}
+
+/// Computes one operation for every image of the request (the per-operation endpoints).
 pub async fn run_image_request(
     state: &Arc<AppState>,
     caller: &Caller,
     request: ImagesRequest,
     op: Arc<dyn ImageOp>,
+    models: ModelChoice,
+) -> AppResult<Response> {
+    run_ops_request(
+        state,
+        caller,
+        request,
+        vec![op],
+        models,
+        Layout::PerOperation,
+    )
+    .await
+}
+
+/// Computes every operation of `ops` for every image: each image is fetched, decoded
+/// and segmented once for all of its operations; every (image, operation) pair is
+/// cached and metered on its own.
+pub async fn run_ops_request(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    request: ImagesRequest,
+    ops: Vec<Arc<dyn ImageOp>>,
+    models: ModelChoice,
+    layout: Layout,
 ) -> AppResult<Response> {
     let started = Instant::now();
     let (single, items): (bool, Vec<Result<SourceItem, ApiError>>) = match request {
@@ -167,125 +425,156 @@ pub async fn run_image_request(
         }))
         .await;
 
-    let options = op.options_key();
-    let mut slots = Vec::with_capacity(loaded.len());
-    let mut keys = Vec::with_capacity(loaded.len());
+    let option_keys: Vec<String> = ops.iter().map(|op| op.options_key()).collect();
+    // results[image][op]: None = still to compute.
+    let mut results: Vec<Result<Vec<Option<Answer>>, ApiError>> = Vec::with_capacity(loaded.len());
+    let mut keys: Vec<Vec<[u8; 32]>> = Vec::with_capacity(loaded.len());
+    let (mut hits, mut misses) = (0u64, 0u64);
     for l in &loaded {
         match l {
             Ok(img) => {
-                let key = cache_key(
-                    &caller.account.id,
-                    &img.sha256,
-                    op.name(),
-                    &options,
-                    FEATURE_VERSION,
-                );
-                match state.cache.get(&key).await {
-                    Some(hit) => slots.push(Slot::Done(Ok(hit), true)),
-                    None => slots.push(Slot::Pending),
+                let mut row = Vec::with_capacity(ops.len());
+                let mut row_keys = Vec::with_capacity(ops.len());
+                for (op, options) in ops.iter().zip(&option_keys) {
+                    let key = cache_key(
+                        &caller.account.id,
+                        &img.sha256,
+                        op.name(),
+                        options,
+                        FEATURE_VERSION,
+                    );
+                    match state.cache.get(&key).await {
+                        Some(hit) => {
+                            hits += 1;
+                            row.push(Some((hit, true)));
+                        }
+                        None => {
+                            misses += 1;
+                            row.push(None);
+                        }
+                    }
+                    row_keys.push(key);
                 }
-                keys.push(Some(key));
+                results.push(Ok(row));
+                keys.push(row_keys);
             }
             Err(e) => {
-                slots.push(Slot::Done(Err(e.clone()), false));
-                keys.push(None);
+                results.push(Err(e.clone()));
+                keys.push(Vec::new());
             }
         }
     }
 
-    let all_hits = slots.iter().all(|s| matches!(s, Slot::Done(Ok(_), true)));
+    metrics::counter!("dupify_cache_requests_total", "result" => "hit").increment(hits);
+    let all_hits = misses == 0 && results.iter().all(|r| r.is_ok());
     if all_hits {
-        metrics::counter!("dupify_cache_requests_total", "result" => "hit")
-            .increment(slots.len() as u64);
         caller.meter.mark_cache_only();
     } else {
         // Everything else costs a rate unit, and the misses reserve their quota up front.
         caller.meter.admit().await?;
-        let misses = slots.iter().filter(|s| matches!(s, Slot::Pending)).count() as u64;
-        let hits = slots
-            .iter()
-            .filter(|s| matches!(s, Slot::Done(_, true)))
-            .count() as u64;
-        metrics::counter!("dupify_cache_requests_total", "result" => "hit").increment(hits);
         metrics::counter!("dupify_cache_requests_total", "result" => "miss").increment(misses);
         caller.meter.reserve(misses).await?;
 
-        let work = slots
-            .iter()
-            .enumerate()
-            .filter(|(_, s)| matches!(s, Slot::Pending))
-            .map(|(i, _)| {
-                let bytes = loaded[i]
-                    .as_ref()
-                    .map(|l| l.bytes.clone())
-                    .unwrap_or_default();
-                let parameter = parameters[i].clone();
-                let op = op.clone();
-                let state = state.clone();
-                async move {
-                    let permit = match state.cpu_slot().await {
-                        Ok(p) => p,
-                        Err(e) => return (i, Err(e)),
-                    };
-                    let limits = state.intake;
-                    let res = tokio::task::spawn_blocking(move || {
-                        let _permit = permit;
-                        let t = Instant::now();
-                        // Decode errors name the image they are about, as intake errors do.
-                        let p =
-                            prepare(&bytes, &limits).map_err(|e| with_parameter(e, &parameter))?;
-                        let out = op.run(&p);
-                        metrics::histogram!("dupify_feature_seconds", "op" => op.name())
-                            .record(t.elapsed().as_secs_f64());
-                        out
-                    })
-                    .await
-                    .unwrap_or_else(|e| {
-                        tracing::error!(error = %e, "feature task panicked");
-                        Err(ApiError::internal())
-                    });
-                    (i, res)
-                }
-            });
-        for (i, res) in futures::future::join_all(work).await {
-            let res = res.and_then(|map| {
-                serde_json::to_vec(&Value::Object(map)).map_err(|_| ApiError::internal())
-            });
-            if let (Ok(bytes), Some(key)) = (&res, keys[i]) {
-                caller.meter.consumed(1);
-                state.cache.put(key, Bytes::from(bytes.clone())).await;
+        let work = results.iter().enumerate().filter_map(|(i, r)| {
+            let row = r.as_ref().ok()?;
+            let missing: Vec<usize> = (0..ops.len()).filter(|&j| row[j].is_none()).collect();
+            if missing.is_empty() {
+                return None;
             }
-            slots[i] = Slot::Done(res.map(Bytes::from), false);
+            let bytes = loaded[i]
+                .as_ref()
+                .map(|l| l.bytes.clone())
+                .unwrap_or_default();
+            let parameter = parameters[i].clone();
+            let todo: Vec<Arc<dyn ImageOp>> = missing.iter().map(|&j| ops[j].clone()).collect();
+            let state = state.clone();
+            let models = &models;
+            Some(async move {
+                let out = process_image(&state, bytes, parameter, todo, models).await;
+                (i, missing, out)
+            })
+        });
+        let computed = futures::future::join_all(work).await;
+        for (i, missing, out) in computed {
+            let objects = out.and_then(|maps| {
+                maps.into_iter()
+                    .map(|m| {
+                        serde_json::to_vec(&Value::Object(m)).map_err(|_| ApiError::internal())
+                    })
+                    .collect::<Result<Vec<_>, _>>()
+            });
+            match objects {
+                Ok(objects) => {
+                    for (j, obj) in missing.into_iter().zip(objects) {
+                        caller.meter.consumed(1);
+                        let obj = Bytes::from(obj);
+                        state.cache.put(keys[i][j], obj.clone()).await;
+                        if let Ok(row) = &mut results[i] {
+                            row[j] = Some((obj, false));
+                        }
+                    }
+                }
+                // The image failed: its slot is the error (cached sibling results of the
+                // same image are dropped with it, so a slot is never half an answer).
+                Err(e) => results[i] = Err(e),
+            }
         }
     }
 
     let ms = started.elapsed().as_millis() as u64;
-    if single {
-        return match slots.pop() {
-            Some(Slot::Done(Ok(obj), cached)) => {
-                Ok(json_response(finish_object(&obj, cached, Some(ms))))
+    let per_image: Vec<Result<Vec<Answer>, ApiError>> = results
+        .into_iter()
+        .map(|r| {
+            r.and_then(|row| {
+                row.into_iter()
+                    .map(|c| c.ok_or_else(ApiError::internal))
+                    .collect::<Result<Vec<_>, _>>()
+            })
+        })
+        .collect();
+    let render_image = |row: &[Answer], ms: Option<u64>| -> Vec<u8> {
+        match layout {
+            Layout::PerOperation => row
+                .first()
+                .map(|(obj, cached)| finish_object(obj, *cached, ms))
+                .unwrap_or_default(),
+            Layout::Combined => {
+                let mut out = Vec::with_capacity(256 * row.len());
+                out.push(b'{');
+                for (j, (obj, cached)) in row.iter().enumerate() {
+                    if j > 0 {
+                        out.push(b',');
+                    }
+                    out.extend_from_slice(format!("\"{}\":", ops[j].name()).as_bytes());
+                    out.extend_from_slice(&finish_object(obj, *cached, None));
+                }
+                out.push(b'}');
+                out
             }
-            Some(Slot::Done(Err(e), _)) => Err(AppError(e)),
-            _ => Err(AppError(ApiError::internal())),
+        }
+    };
+
+    if single && layout == Layout::PerOperation {
+        return match per_image.into_iter().next() {
+            Some(Ok(row)) => Ok(json_response(render_image(&row, Some(ms)))),
+            Some(Err(e)) => Err(AppError(e)),
+            None => Err(AppError(ApiError::internal())),
         };
     }
-    let mut out = Vec::with_capacity(256 * slots.len());
+    if single {
+        if let Some(Err(e)) = per_image.first() {
+            return Err(AppError(e.clone()));
+        }
+    }
+    let mut out = Vec::with_capacity(256 * per_image.len());
     out.extend_from_slice(b"{\"results\":[");
-    for (i, slot) in slots.iter().enumerate() {
+    for (i, r) in per_image.iter().enumerate() {
         if i > 0 {
             out.push(b',');
         }
-        match slot {
-            Slot::Done(Ok(obj), cached) => {
-                out.extend_from_slice(&finish_object(obj, *cached, None))
-            }
-            Slot::Done(Err(e), _) => {
-                let v = e.to_body(None);
-                out.extend_from_slice(&serde_json::to_vec(&v).unwrap_or_default());
-            }
-            Slot::Pending => out.extend_from_slice(
-                &serde_json::to_vec(&ApiError::internal().to_body(None)).unwrap_or_default(),
-            ),
+        match r {
+            Ok(row) => out.extend_from_slice(&render_image(row, None)),
+            Err(e) => out.extend_from_slice(&error_bytes(e)),
         }
     }
     out.extend_from_slice(format!("],\"processing_time_ms\":{ms}}}").as_bytes());

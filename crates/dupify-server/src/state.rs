@@ -35,6 +35,10 @@ pub struct AppState {
     /// `X-Monthly-Remaining` header of requests that reserve nothing (cache hits, errors).
     /// Quota decisions never read it: they are made by the store, atomically.
     pub usage_hint: moka::sync::Cache<(String, String), u64>,
+    /// The models loaded at start (and what is missing, for `/ready`).
+    pub models: Arc<dupify_models::Models>,
+    /// Class embeddings of the attribute taxonomy, built on first use (needs CLIP).
+    pub semantic: tokio::sync::OnceCell<Arc<crate::semantic::SemanticIndex>>,
 }
 
 pub type SharedState = Arc<AppState>;
@@ -66,6 +70,33 @@ impl AppState {
         let permit = self.cpu.clone().acquire_owned().await;
         drop(waiting);
         permit.map_err(|_| dupify_core::ApiError::unavailable("The server is shutting down.", 5))
+    }
+
+    /// The zero-shot attribute index, when a CLIP model with a text tower is loaded.
+    /// Built once (a failure is logged and retried on the next request).
+    pub async fn semantic_index(
+        &self,
+    ) -> Result<Option<Arc<crate::semantic::SemanticIndex>>, String> {
+        let Some(clip) = self.models.clip().cloned() else {
+            return Ok(None);
+        };
+        if !clip.has_text() {
+            return Ok(None);
+        }
+        self.semantic
+            .get_or_try_init(|| async {
+                let file = (!self.config.taxonomy_file.is_empty())
+                    .then(|| std::path::PathBuf::from(&self.config.taxonomy_file));
+                let text =
+                    crate::semantic::taxonomy_text(file.as_deref(), &self.config.models_dir)?;
+                let index = crate::semantic::SemanticIndex::build(&clip, &text).await;
+                if let Err(e) = &index {
+                    tracing::error!(error = %e, "cannot build the semantic attribute index");
+                }
+                index.map(Arc::new)
+            })
+            .await
+            .map(|i| Some(i.clone()))
     }
 
     pub fn touch_key(&self, key_id: &str, at: DateTime<Utc>) {

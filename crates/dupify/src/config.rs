@@ -30,6 +30,14 @@ fn apply_env(table: &mut toml::Table) -> anyhow::Result<()> {
                 raw.parse()
                     .with_context(|| format!("{var} must be a number, got '{raw}'"))?,
             ),
+            // Lists (segmentation_models, allowed_private_image_ips) are comma-separated.
+            toml::Value::Array(_) => toml::Value::Array(
+                raw.split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(|s| toml::Value::String(s.to_owned()))
+                    .collect(),
+            ),
             _ => toml::Value::String(raw.to_owned()),
         };
     }

@@ -39,6 +39,59 @@ enum Command {
     Keys(KeysCmd),
     /// Dominant colors of a local image file, as `POST /v1/colors` returns them.
     Colors(ColorsArgs),
+    /// Embedding of a local image file, as `POST /v1/embed` returns it.
+    Embed(EmbedArgs),
+    /// Silhouette vector of a local image file, as `POST /v1/silhouette` returns it.
+    Silhouette(LocalArgs),
+    /// Attributes of a local image file, as `POST /v1/attributes` returns them.
+    Attributes(LocalArgs),
+    /// Background removal of a local image file, as `POST /v1/background-remove`
+    /// returns it; `--out FILE` writes the PNG instead of printing JSON.
+    RemoveBg(RemoveBgArgs),
+    /// Installed models (`list`) or fetching a CLIP export (`pull`).
+    #[command(subcommand)]
+    Models(ModelsCmd),
+}
+
+#[derive(Args)]
+struct LocalArgs {
+    /// Path of a JPEG, PNG, WebP or GIF file.
+    image: PathBuf,
+    /// Segmentation model (default: the first of `segmentation_models`).
+    #[arg(long)]
+    model: Option<String>,
+}
+
+#[derive(Args)]
+struct EmbedArgs {
+    #[command(flatten)]
+    local: LocalArgs,
+    /// Add the quality scores.
+    #[arg(long)]
+    quality: bool,
+}
+
+#[derive(Args)]
+struct RemoveBgArgs {
+    #[command(flatten)]
+    local: LocalArgs,
+    /// Output the 8-bit mask instead of the RGBA cutout.
+    #[arg(long)]
+    mask: bool,
+    /// Crop to the product's bounding box.
+    #[arg(long)]
+    crop: bool,
+    /// Write the PNG to this file and print the JSON without `image_base64`.
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum ModelsCmd {
+    /// What is installed in the models directory: sizes, SHA-256, licenses.
+    List,
+    /// Download a known CLIP export into the models directory (needs a model hub).
+    Pull { name: String },
 }
 
 #[derive(Args)]
@@ -172,7 +225,58 @@ fn main() -> anyhow::Result<()> {
         }
         Command::Accounts(cmd) => rt.block_on(accounts(open_store(&cfg)?, cmd)),
         Command::Keys(cmd) => rt.block_on(keys(open_store(&cfg)?, cmd)),
-        Command::Colors(args) => colors_local(&cfg, args),
+        Command::Colors(args) => {
+            let mut o = serde_json::Map::new();
+            o.insert("max_colors".into(), args.max_colors.into());
+            o.insert("foreground_only".into(), (!args.all_pixels).into());
+            o.insert("include_quality".into(), args.quality.into());
+            rt.block_on(run_local(cfg, "colors", &args.image, None, o, None))
+        }
+        Command::Embed(args) => {
+            let mut o = serde_json::Map::new();
+            o.insert("include_quality".into(), args.quality.into());
+            rt.block_on(run_local(
+                cfg,
+                "embed",
+                &args.local.image,
+                args.local.model,
+                o,
+                None,
+            ))
+        }
+        Command::Silhouette(args) => rt.block_on(run_local(
+            cfg,
+            "silhouette",
+            &args.image,
+            args.model,
+            Default::default(),
+            None,
+        )),
+        Command::Attributes(args) => rt.block_on(run_local(
+            cfg,
+            "attributes",
+            &args.image,
+            args.model,
+            Default::default(),
+            None,
+        )),
+        Command::RemoveBg(args) => {
+            let mut o = serde_json::Map::new();
+            o.insert(
+                "output".into(),
+                if args.mask { "mask" } else { "png" }.into(),
+            );
+            o.insert("crop".into(), args.crop.into());
+            rt.block_on(run_local(
+                cfg,
+                "background_remove",
+                &args.local.image,
+                args.local.model,
+                o,
+                args.out,
+            ))
+        }
+        Command::Models(cmd) => rt.block_on(models_cmd(&cfg, cmd)),
     }
 }
 
@@ -482,31 +586,39 @@ async fn keys(store: SqliteStore, cmd: KeysCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn colors_local(cfg: &dupify_server::ServerConfig, args: ColorsArgs) -> anyhow::Result<()> {
-    use dupify_server::pipeline::{prepare, ImageOp};
-    let bytes =
-        std::fs::read(&args.image).with_context(|| format!("reading {}", args.image.display()))?;
-    let started = std::time::Instant::now();
-    let limits = dupify_images::IntakeLimits {
-        max_image_bytes: cfg.max_image_bytes,
-        max_pixels: cfg.max_image_pixels,
-    };
-    if !(1..=12).contains(&args.max_colors) {
-        bail!("--max-colors must be between 1 and 12");
+/// Runs one pipeline operation on a local file and prints the API's JSON.
+async fn run_local(
+    mut cfg: dupify_server::ServerConfig,
+    op: &str,
+    image: &std::path::Path,
+    model: Option<String>,
+    mut options: serde_json::Map<String, serde_json::Value>,
+    out: Option<PathBuf>,
+) -> anyhow::Result<()> {
+    let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
+    // Load only the segmentation model this command uses.
+    if let Some(m) = &model {
+        options.insert("model".into(), m.clone().into());
+        cfg.segmentation_models = vec![m.clone()];
+    } else {
+        cfg.segmentation_models.truncate(1);
     }
-    let op = dupify_server::handlers::colors::ColorsOp {
-        max_colors: args.max_colors,
-        foreground_only: !args.all_pixels,
-        include_quality: args.quality,
-    };
-    let result = prepare(&bytes, &limits).and_then(|p| op.run(&p));
-    match result {
+    let scratch = tempfile::tempdir().context("creating a scratch directory")?;
+    let store = SqliteStore::open(scratch.path())?;
+    let state = dupify_server::build_state(cfg, Arc::new(store));
+    match dupify_server::local::run(&state, op, bytes, options).await {
         Ok(mut map) => {
-            map.insert("cached".into(), false.into());
-            map.insert(
-                "processing_time_ms".into(),
-                (started.elapsed().as_millis() as u64).into(),
-            );
+            if let Some(path) = out {
+                use base64::Engine as _;
+                let b64 = map
+                    .remove("image_base64")
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_default();
+                let png = base64::engine::general_purpose::STANDARD.decode(b64)?;
+                std::fs::write(&path, png)
+                    .with_context(|| format!("writing {}", path.display()))?;
+                map.insert("written_to".into(), path.display().to_string().into());
+            }
             println!("{}", serde_json::to_string_pretty(&map)?);
             Ok(())
         }
@@ -514,5 +626,42 @@ fn colors_local(cfg: &dupify_server::ServerConfig, args: ColorsArgs) -> anyhow::
             println!("{}", serde_json::to_string_pretty(&e.to_body(None))?);
             std::process::exit(1);
         }
+    }
+}
+
+async fn models_cmd(cfg: &dupify_server::ServerConfig, cmd: ModelsCmd) -> anyhow::Result<()> {
+    match cmd {
+        ModelsCmd::List => {
+            let dir = &cfg.models_dir;
+            println!("models directory: {}", dir.display());
+            println!(
+                "{:<22} {:<13} {:>10}  {:<9} {:<66} license",
+                "name", "kind", "size", "state", "sha256"
+            );
+            for m in dupify_models::assets::list(dir) {
+                let state = match (m.installed, m.verified) {
+                    (false, _) => "missing",
+                    (true, Some(true)) => "verified",
+                    (true, Some(false)) => "MODIFIED",
+                    (true, None) => "installed",
+                };
+                let sha = m
+                    .sha256
+                    .as_deref()
+                    .map(|s| if s.len() > 64 { &s[..64] } else { s })
+                    .unwrap_or("-");
+                println!(
+                    "{:<22} {:<13} {:>10}  {:<9} {:<66} {}",
+                    m.name,
+                    m.kind,
+                    format!("{:.1} MB", m.size_bytes as f64 / 1e6),
+                    state,
+                    sha,
+                    m.license
+                );
+            }
+            Ok(())
+        }
+        ModelsCmd::Pull { name } => dupify_models::pull::pull(&cfg.models_dir, &name).await,
     }
 }

@@ -12,7 +12,7 @@ use crate::auth::Caller;
 use crate::body::{bool_field, int_field, JsonBody};
 use crate::error::{AppError, AppResult};
 use crate::images::parse_images;
-use crate::pipeline::{run_image_request, ImageOp, Prepared};
+use crate::pipeline::{run_image_request, ImageOp, ModelChoice, Needs, Prepared};
 use crate::state::SharedState;
 
 #[derive(serde::Serialize)]
@@ -21,14 +21,17 @@ pub struct ColorsOp {
     pub foreground_only: bool,
     /// (beyond) Adds the SPEC §6 `quality` block, as `/v1/embed` does.
     pub include_quality: bool,
+    /// The segmentation model whose mask separates the product (keys the cache).
+    pub segmenter: String,
 }
 
 impl ColorsOp {
-    pub fn from_options(opts: &Map<String, Value>) -> Result<Self, ApiError> {
+    pub fn from_options(opts: &Map<String, Value>, models: &ModelChoice) -> Result<Self, ApiError> {
         Ok(ColorsOp {
             max_colors: int_field(opts, "max_colors", 1, 12, 5)? as u8,
             foreground_only: bool_field(opts, "foreground_only", true)?,
             include_quality: bool_field(opts, "include_quality", false)?,
+            segmenter: models.segmenter_name().to_string(),
         })
     }
 }
@@ -41,6 +44,13 @@ impl ImageOp for ColorsOp {
     fn options_key(&self) -> String {
         // Every field is an option that changes the result, so all of them key the cache.
         serde_json::to_string(self).unwrap_or_default()
+    }
+
+    fn needs(&self) -> Needs {
+        Needs {
+            mask: self.foreground_only || self.include_quality,
+            ..Needs::default()
+        }
     }
 
     fn run(&self, p: &Prepared) -> Result<Map<String, Value>, ApiError> {
@@ -67,7 +77,7 @@ impl ImageOp for ColorsOp {
             let f = p.foreground();
             out.insert(
                 "foreground".into(),
-                json!({"method": f.method, "ratio": round4(f.foreground_ratio)}),
+                json!({"method": f.method, "source": p.foreground_source(), "ratio": round4(f.foreground_ratio)}),
             );
         }
         if self.include_quality {
@@ -94,7 +104,8 @@ pub async fn colors(
 ) -> AppResult<Response> {
     caller.require(Scope::Colors)?;
     let JsonBody(body) = body?;
-    let op = ColorsOp::from_options(&body)?;
+    let models = crate::handlers::vision::resolve_models(&state, &body, false)?;
+    let op = ColorsOp::from_options(&body, &models)?;
     let images = parse_images(&body, &state.fetch_policy)?;
-    run_image_request(&state, &caller, images, Arc::new(op)).await
+    run_image_request(&state, &caller, images, Arc::new(op), models).await
 }

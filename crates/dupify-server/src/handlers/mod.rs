@@ -3,3 +3,4 @@
 pub mod colors;
 pub mod ops;
 pub mod usage;
+pub mod vision;

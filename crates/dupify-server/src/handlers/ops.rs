@@ -23,9 +23,14 @@ pub async fn ready(State(state): State<SharedState>) -> Response {
             "unavailable".to_owned()
         }
     };
+    let models = state.models.status();
+    for m in models.iter().filter(|m| !m.ready) {
+        missing.push(m.name.as_str());
+    }
     let body = json!({
         "status": if missing.is_empty() { "ready" } else { "not_ready" },
         "checks": {"database": database},
+        "models": models,
         "missing": missing,
     });
     let status = if missing.is_empty() {
@@ -43,6 +48,9 @@ pub async fn ready(State(state): State<SharedState>) -> Response {
 pub async fn metrics(State(state): State<SharedState>) -> Response {
     metrics::gauge!("dupify_cache_entries").set(state.cache.entry_count() as f64);
     metrics::gauge!("dupify_cpu_workers_idle").set(state.cpu.available_permits() as f64);
+    for (model, depth) in state.models.queue_depths() {
+        metrics::gauge!("dupify_model_queue_depth", "model" => model).set(depth as f64);
+    }
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4")],
         state.metrics.render(),

@@ -34,10 +34,38 @@ impl TestServer {
     }
 
     pub async fn start_in(dir: TempDir, f: impl FnOnce(&mut ServerConfig)) -> Self {
+        Self::launch(dir, None, f).await
+    }
+
+    /// A server with real models: u2netp as the segmentation model, plus the tiny
+    /// random-weight CLIP export when `set` is [`ModelSet::WithClip`]. The models are
+    /// loaded once per test process and shared by its servers.
+    pub async fn with_models(set: ModelSet, f: impl FnOnce(&mut ServerConfig)) -> Self {
+        let (models, dir) = shared_models(set);
+        Self::launch(
+            tempfile::tempdir().unwrap(),
+            Some(models),
+            |cfg: &mut ServerConfig| {
+                cfg.models_dir = dir;
+                cfg.segmentation_models = vec!["u2netp".into()];
+                f(cfg)
+            },
+        )
+        .await
+    }
+
+    async fn launch(
+        dir: TempDir,
+        models: Option<Arc<dupify_models::Models>>,
+        f: impl FnOnce(&mut ServerConfig),
+    ) -> Self {
         let mut cfg = ServerConfig {
             data_dir: dir.path().to_owned(),
             bind: "127.0.0.1:0".parse().unwrap(),
             shutdown_grace_secs: 5,
+            // Tests that do not ask for models load none (and `/ready` has none missing).
+            segmentation_models: Vec::new(),
+            models_dir: "/nonexistent/dupify-test-models".into(),
             ..ServerConfig::default()
         };
         f(&mut cfg);
@@ -45,7 +73,10 @@ impl TestServer {
         let addr = listener.local_addr().unwrap();
         let server_store = SqliteStore::open(dir.path()).unwrap();
         let store = SqliteStore::open(dir.path()).unwrap();
-        let state = dupify_server::build_state(cfg, Arc::new(server_store));
+        let state = match models {
+            Some(m) => dupify_server::build_state_with_models(cfg, Arc::new(server_store), m),
+            None => dupify_server::build_state(cfg, Arc::new(server_store)),
+        };
         let (tx, rx) = oneshot::channel::<()>();
         let handle = tokio::spawn(dupify_server::serve(listener, state, async {
             let _ = rx.await;
@@ -117,6 +148,68 @@ impl TestServer {
         let a = self.account(Tier::Unlimited, None, None).await;
         self.key_with(&a, "", KeyMode::Live, None).await.0
     }
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum ModelSet {
+    /// ONNX Runtime + u2netp: the default `dupify-visual-v1` embedding, no text.
+    Segmentation,
+    /// The same plus tests/fixtures/tiny-clip of dupify-models (16-d, with a text tower).
+    WithClip,
+}
+
+/// The project's models directory, filled by `make models`.
+pub fn project_models_dir() -> std::path::PathBuf {
+    std::env::var_os("DUPIFY_MODELS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models")
+        })
+}
+
+/// Loads a model set once per process: a scratch models directory that links the
+/// installed runtime and u2netp (and the CLIP fixture), so each set sees only its files.
+fn shared_models(set: ModelSet) -> (Arc<dupify_models::Models>, std::path::PathBuf) {
+    use std::sync::OnceLock;
+    static SETS: [OnceLock<(Arc<dupify_models::Models>, std::path::PathBuf)>; 2] =
+        [OnceLock::new(), OnceLock::new()];
+    SETS[set as usize]
+        .get_or_init(|| {
+            let src = project_models_dir();
+            for f in ["libonnxruntime.so", "u2netp.onnx"] {
+                assert!(
+                    src.join(f).is_file(),
+                    "{} is missing: run `make models` first",
+                    src.join(f).display()
+                );
+            }
+            let dir = tempfile::tempdir().unwrap().keep();
+            for f in ["libonnxruntime.so", "u2netp.onnx"] {
+                std::os::unix::fs::symlink(src.join(f), dir.join(f)).unwrap();
+            }
+            if set == ModelSet::WithClip {
+                let clip = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                    .join("../dupify-models/tests/fixtures/tiny-clip");
+                std::os::unix::fs::symlink(clip, dir.join("tiny-clip")).unwrap();
+            }
+            let cfg = ServerConfig {
+                models_dir: dir.clone(),
+                segmentation_models: vec!["u2netp".into()],
+                model_instances: 2,
+                ..ServerConfig::default()
+            };
+            let models = dupify_models::Models::load(
+                &cfg.models_config(),
+                Arc::new(|_: &str, _: usize, _: std::time::Duration| {}),
+            );
+            assert!(
+                models.all_ready(),
+                "models failed to load: {:?}",
+                models.status()
+            );
+            (Arc::new(models), dir)
+        })
+        .clone()
 }
 
 impl Drop for TestServer {
