@@ -51,7 +51,7 @@ impl AppState {
         }
         if self.cpu_waiting.fetch_add(1, Ordering::SeqCst) >= self.config.cpu_queue_limit {
             self.cpu_waiting.fetch_sub(1, Ordering::SeqCst);
-            metrics::counter!("dupify_overload_rejections_total").increment(1);
+            metrics::counter!("dupify_overload_rejections_total", "stage" => "cpu").increment(1);
             return Err(dupify_core::ApiError::unavailable(
                 "The server is busy processing other images. Retry shortly.",
                 1,
