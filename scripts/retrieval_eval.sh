@@ -78,4 +78,9 @@ else:
 print(f"{count} images in {out}", file=sys.stderr)
 PY
 
-cargo run --release -q -p dupify-vision --example retrieval_eval -- "$OUT"
+echo "### masks: model-free estimate"
+cargo run --release -q -p dupify-models --example retrieval_eval -- "$OUT"
+echo "### masks: u2netp"
+cargo run --release -q -p dupify-models --example retrieval_eval -- "$OUT" --segmenter u2netp
+echo "### masks: u2net"
+cargo run --release -q -p dupify-models --example retrieval_eval -- "$OUT" --segmenter u2net

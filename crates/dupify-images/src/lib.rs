@@ -17,7 +17,7 @@ pub use base64_input::decode_base64;
 pub use decode::{decode, sniff, DecodeTarget, DecodedImage, ImageFormat};
 pub use fetch::{parse_image_url, FetchPolicy, Fetcher, MAX_URL_LEN};
 pub use ip::is_refused_ip;
-pub use resize::{fit_within, resize_exact, resize_mask};
+pub use resize::{fit_within, fitted_copy, resize_exact, resize_mask};
 
 use sha2::{Digest, Sha256};
 

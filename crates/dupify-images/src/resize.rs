@@ -27,16 +27,31 @@ pub fn fit_within(img: RgbaImage, max_side: u32) -> RgbaImage {
     if (nw, nh) == (w, h) || w == 0 || h == 0 {
         return img;
     }
+    shrink(&img, nw, nh)
+}
+
+/// [`fit_within`] for a caller that keeps the original too: reads `img` in place and
+/// copies it only when it already fits.
+pub fn fitted_copy(img: &RgbaImage, max_side: u32) -> RgbaImage {
+    let (w, h) = img.dimensions();
+    let (nw, nh) = fitted_size(w, h, max_side);
+    if (nw, nh) == (w, h) || w == 0 || h == 0 {
+        return img.clone();
+    }
+    shrink(img, nw, nh)
+}
+
+fn shrink(img: &RgbaImage, nw: u32, nh: u32) -> RgbaImage {
     let opaque = img.as_raw().chunks_exact(4).all(|p| p[3] == 255);
     let options = ResizeOptions::new()
         .resize_alg(ResizeAlg::Convolution(FilterType::CatmullRom))
         .use_alpha(!opaque);
     let mut dst = RgbaImage::new(nw, nh);
-    match Resizer::new().resize(&img, &mut dst, &options) {
+    match Resizer::new().resize(img, &mut dst, &options) {
         Ok(()) => dst,
         // Only reachable with mismatched pixel types, which these types rule out; the
         // slow path keeps the promise of always returning an image anyway.
-        Err(_) => image::imageops::resize(&img, nw, nh, image::imageops::FilterType::CatmullRom),
+        Err(_) => image::imageops::resize(img, nw, nh, image::imageops::FilterType::CatmullRom),
     }
 }
 
@@ -95,7 +110,11 @@ mod tests {
         assert_eq!(small.dimensions(), (150, 100));
         assert!(small.pixels().all(|p| p.0 == [10, 20, 30, 255]));
         assert_eq!(fit_within(img.clone(), 1000).dimensions(), (300, 200));
-        assert_eq!(fit_within(img, 300).dimensions(), (300, 200));
+        assert_eq!(fit_within(img.clone(), 300).dimensions(), (300, 200));
+        // The borrowing form gives the same pixels and leaves the original alone.
+        let from_ref = fitted_copy(&img, 150);
+        assert_eq!(from_ref, fit_within(img.clone(), 150));
+        assert_eq!(fitted_copy(&img, 1000), img);
     }
 
     #[test]

@@ -8,7 +8,8 @@ use std::path::Path;
 use anyhow::{bail, Context};
 use futures_util::StreamExt;
 
-const HUB: &str = "https://huggingface.co";
+/// The model hub `pull` downloads from unless configured otherwise (`model_hub`).
+pub const DEFAULT_HUB: &str = "https://huggingface.co";
 
 struct Known {
     name: &'static str,
@@ -38,7 +39,10 @@ pub fn known_names() -> Vec<&'static str> {
     KNOWN.iter().map(|k| k.name).collect()
 }
 
-pub async fn pull(models_dir: &Path, name: &str) -> anyhow::Result<()> {
+/// Downloads the export `name` from `hub` (a base URL laid out like the default hub,
+/// e.g. an internal mirror) into `models_dir/name/`. Nothing is left behind on failure.
+pub async fn pull(models_dir: &Path, name: &str, hub: &str) -> anyhow::Result<()> {
+    let hub = hub.trim_end_matches('/');
     let Some(known) = KNOWN.iter().find(|k| k.name == name) else {
         bail!(
             "unknown model {name:?}; known: {}",
@@ -61,13 +65,15 @@ pub async fn pull(models_dir: &Path, name: &str) -> anyhow::Result<()> {
         ("tokenizer.json", "tokenizer.json"),
     ];
     for (remote, local) in files {
-        let url = format!("{HUB}/{}/resolve/main/{remote}", known.repo);
+        let url = format!("{hub}/{}/resolve/main/{remote}", known.repo);
         println!("downloading {url}");
         if let Err(e) = download(&client, &url, &part.join(local)).await {
+            let _ = std::fs::remove_dir_all(&part);
             bail!(
                 "could not download {url}: {e:#}\n\
-                 This machine cannot reach the model hub. Export the CLIP towers to ONNX \
-                 elsewhere and copy them to {} with a manifest.toml (see docs/MODELS.md).",
+                 Where this machine cannot reach the model hub (or a mirror set with \
+                 `model_hub` / DUPIFY_MODEL_HUB), export the CLIP towers to ONNX elsewhere \
+                 and copy them to {} with a manifest.toml (see docs/MODELS.md).",
                 dest.display()
             );
         }
@@ -77,7 +83,7 @@ pub async fn pull(models_dir: &Path, name: &str) -> anyhow::Result<()> {
          mean = [0.48145466, 0.4578275, 0.40821073]\nstd = [0.26862954, 0.26130258, 0.27577711]\n\
          vision = \"vision.onnx\"\ntext = \"text.onnx\"\ntokenizer = \"tokenizer.json\"\n\
          context_length = 77\nlicense = \"{}\"\ntext_attention_mask = \"attention_mask\"\n\
-         source = \"{HUB}/{}\"\n",
+         source = \"{hub}/{}\"\n",
         known.dimensions, known.license, known.repo
     );
     std::fs::write(part.join("manifest.toml"), manifest)?;

@@ -63,6 +63,8 @@ pub struct ServerConfig {
     /// Zero-shot attribute taxonomy. Empty = `models_dir/taxonomy.toml` if present,
     /// else the built-in one.
     pub taxonomy_file: String,
+    /// Base URL `dupify models pull` downloads CLIP exports from (a mirror may stand in).
+    pub model_hub: String,
 }
 
 impl Default for ServerConfig {
@@ -92,6 +94,7 @@ impl Default for ServerConfig {
             model_queue_limit: 32,
             model_max_batch: 16,
             taxonomy_file: String::new(),
+            model_hub: dupify_models::pull::DEFAULT_HUB.into(),
         }
     }
 }

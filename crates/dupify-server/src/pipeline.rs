@@ -171,7 +171,7 @@ pub fn prepare(bytes: &[u8], limits: &IntakeLimits, full: bool) -> Result<Prepar
     };
     let decoded = dupify_images::decode(bytes, limits, target)?;
     let (image, full) = if full {
-        let working = dupify_images::fit_within(decoded.image.clone(), WORKING_SIDE);
+        let working = dupify_images::fitted_copy(&decoded.image, WORKING_SIDE);
         (working, Some(decoded.image))
     } else {
         (dupify_images::fit_within(decoded.image, WORKING_SIDE), None)

@@ -662,6 +662,8 @@ async fn models_cmd(cfg: &dupify_server::ServerConfig, cmd: ModelsCmd) -> anyhow
             }
             Ok(())
         }
-        ModelsCmd::Pull { name } => dupify_models::pull::pull(&cfg.models_dir, &name).await,
+        ModelsCmd::Pull { name } => {
+            dupify_models::pull::pull(&cfg.models_dir, &name, &cfg.model_hub).await
+        }
     }
 }

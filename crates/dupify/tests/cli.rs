@@ -293,3 +293,264 @@ fn local_colors_command() {
     assert!(!ok);
     assert!(out.contains("unsupported_format"));
 }
+
+/// The project's models directory, filled by `make models`.
+fn project_models() -> std::path::PathBuf {
+    std::env::var_os("DUPIFY_MODELS_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../models"))
+}
+
+fn dupify_env(data: &Path, args: &[&str], env: &[(&str, &str)]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dupify"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(args)
+        .env_remove("DUPIFY_BIND")
+        .env_remove("HTTP_PROXY")
+        .env_remove("http_proxy")
+        .env_remove("ALL_PROXY")
+        .env_remove("all_proxy")
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn local_model_commands_and_models_list() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = project_models();
+    let models = models.to_str().unwrap();
+    let path = dir.path().join("product.png");
+    image::RgbImage::from_fn(300, 240, |x, y| {
+        let (u, v) = ((x as f32 - 150.0) / 80.0, (y as f32 - 130.0) / 70.0);
+        if u * u + v * v <= 1.0 {
+            image::Rgb([160, 30, 40])
+        } else {
+            image::Rgb([238, 238, 232])
+        }
+    })
+    .save(&path)
+    .unwrap();
+    let env = [("DUPIFY_MODELS_DIR", models)];
+    let cut = dir.path().join("cut.png");
+    let (ok, out, err) = dupify_env(
+        dir.path(),
+        &[
+            "remove-bg",
+            path.to_str().unwrap(),
+            "--model",
+            "u2netp",
+            "--crop",
+            "--out",
+            cut.to_str().unwrap(),
+        ],
+        &env,
+    );
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["model"], "u2netp");
+    assert!(v.get("image_base64").is_none(), "the PNG went to the file");
+    let img = image::open(&cut).unwrap().to_rgba8();
+    assert_eq!(
+        (img.width(), img.height()),
+        (
+            v["width"].as_u64().unwrap() as u32,
+            v["height"].as_u64().unwrap() as u32
+        )
+    );
+    assert!(
+        img.width() < 200 && img.width() > 140,
+        "cropped to the product: {}",
+        img.width()
+    );
+
+    let (ok, out, err) = dupify_env(
+        dir.path(),
+        &["silhouette", path.to_str().unwrap(), "--model", "u2netp"],
+        &env,
+    );
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["dimensions"], 128);
+    assert_eq!(v["foreground"]["source"], "u2netp");
+
+    let (ok, out, err) = dupify_env(
+        dir.path(),
+        &[
+            "embed",
+            path.to_str().unwrap(),
+            "--model",
+            "u2netp",
+            "--quality",
+        ],
+        &env,
+    );
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["model"], "dupify-visual-v1");
+    assert!(v["quality"]["overall"].is_number());
+
+    let (ok, out, err) = dupify_env(dir.path(), &["models", "list"], &env);
+    assert!(ok, "{err}");
+    for name in ["libonnxruntime.so", "u2net ", "u2netp "] {
+        let line = out
+            .lines()
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("{name} in {out}"));
+        assert!(line.contains("verified"), "{line}");
+        assert!(
+            line.contains("MIT") || line.contains("Apache-2.0"),
+            "{line}"
+        );
+    }
+    // An empty models directory lists every pinned asset as missing.
+    let empty = dir.path().join("empty");
+    std::fs::create_dir(&empty).unwrap();
+    let (ok, out, _) = dupify_env(
+        dir.path(),
+        &["models", "list"],
+        &[("DUPIFY_MODELS_DIR", empty.to_str().unwrap())],
+    );
+    assert!(ok);
+    assert_eq!(
+        out.lines().filter(|l| l.contains("missing")).count(),
+        3,
+        "{out}"
+    );
+}
+
+/// A minimal HTTP server on loopback that serves `files` by path (404 otherwise),
+/// standing in for a model hub mirror.
+fn file_server(files: Vec<(String, Vec<u8>)>) -> String {
+    use std::io::{Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut s) = stream else { continue };
+            let mut buf = vec![0u8; 8192];
+            let n = s.read(&mut buf).unwrap_or(0);
+            let req = String::from_utf8_lossy(&buf[..n]);
+            let path = req.split_whitespace().nth(1).unwrap_or("").to_string();
+            match files.iter().find(|(p, _)| *p == path) {
+                Some((_, body)) => {
+                    let _ = write!(
+                        s,
+                        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                        body.len()
+                    );
+                    let _ = s.write_all(body);
+                }
+                None => {
+                    let _ = s.write_all(
+                        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                    );
+                }
+            }
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[test]
+fn models_pull_from_a_mirror_and_fails_cleanly_without_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    std::fs::create_dir(&models).unwrap();
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../dupify-models/tests/fixtures/tiny-clip");
+    let read = |f: &str| std::fs::read(fixture.join(f)).unwrap();
+    let repo = "/Xenova/clip-vit-base-patch32/resolve/main";
+    let full = file_server(vec![
+        (
+            format!("{repo}/onnx/vision_model.onnx"),
+            read("vision.onnx"),
+        ),
+        (format!("{repo}/onnx/text_model.onnx"), read("text.onnx")),
+        (format!("{repo}/tokenizer.json"), read("tokenizer.json")),
+    ]);
+    let broken = file_server(vec![(
+        format!("{repo}/onnx/vision_model.onnx"),
+        read("vision.onnx"),
+    )]);
+    let m = models.to_str().unwrap();
+
+    // A mirror missing a file: a clear failure, nothing half-installed left behind.
+    let (ok, _, err) = dupify_env(
+        dir.path(),
+        &["models", "pull", "clip-vit-b-32"],
+        &[("DUPIFY_MODELS_DIR", m), ("DUPIFY_MODEL_HUB", &broken)],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("could not download") && err.contains("text_model.onnx"),
+        "{err}"
+    );
+    assert!(err.contains("docs/MODELS.md"), "{err}");
+    assert_eq!(std::fs::read_dir(&models).unwrap().count(), 0);
+
+    // Nothing listening at all.
+    let (ok, _, err) = dupify_env(
+        dir.path(),
+        &["models", "pull", "clip-vit-b-32"],
+        &[
+            ("DUPIFY_MODELS_DIR", m),
+            ("DUPIFY_MODEL_HUB", "http://127.0.0.1:9"),
+        ],
+    );
+    assert!(!ok);
+    assert!(err.contains("could not download"), "{err}");
+
+    let (ok, _, err) = dupify_env(
+        dir.path(),
+        &["models", "pull", "clip-vit-h-99"],
+        &[("DUPIFY_MODELS_DIR", m)],
+    );
+    assert!(!ok);
+    assert!(
+        err.contains("clip-vit-b-32") && err.contains("clip-vit-l-14"),
+        "{err}"
+    );
+
+    let (ok, out, err) = dupify_env(
+        dir.path(),
+        &["models", "pull", "clip-vit-b-32"],
+        &[("DUPIFY_MODELS_DIR", m), ("DUPIFY_MODEL_HUB", &full)],
+    );
+    assert!(ok, "{err}");
+    assert!(out.contains("installed clip-vit-b-32"), "{out}");
+    let dest = models.join("clip-vit-b-32");
+    assert_eq!(
+        std::fs::read(dest.join("vision.onnx")).unwrap(),
+        read("vision.onnx")
+    );
+    assert_eq!(
+        std::fs::read(dest.join("tokenizer.json")).unwrap(),
+        read("tokenizer.json")
+    );
+    let manifest = std::fs::read_to_string(dest.join("manifest.toml")).unwrap();
+    assert!(manifest.contains("name = \"clip-vit-b-32\""), "{manifest}");
+
+    let (ok, out, _) = dupify_env(
+        dir.path(),
+        &["models", "pull", "clip-vit-b-32"],
+        &[("DUPIFY_MODELS_DIR", m), ("DUPIFY_MODEL_HUB", &full)],
+    );
+    assert!(ok);
+    assert!(out.contains("already installed"), "{out}");
+    let (_, out, _) = dupify_env(dir.path(), &["models", "list"], &[("DUPIFY_MODELS_DIR", m)]);
+    let line = out
+        .lines()
+        .find(|l| l.starts_with("clip-vit-b-32"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(
+        line.contains("clip") && line.contains("installed"),
+        "{line}"
+    );
+}

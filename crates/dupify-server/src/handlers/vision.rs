@@ -537,18 +537,19 @@ impl ImageOp for BackgroundRemoveOp {
             None
         };
         let (x, y, cw, ch) = bbox.unwrap_or((0, 0, w, h));
+        // Copies only what cropping needs: the uncropped alpha is used as it is.
+        let alpha = match bbox {
+            Some(_) => image::imageops::crop_imm(&alpha, x, y, cw, ch).to_image(),
+            None => alpha,
+        };
         let png = match self.output {
-            CutoutOutput::Mask => {
-                let m = image::imageops::crop_imm(&alpha, x, y, cw, ch).to_image();
-                encode_png(&m)?
-            }
+            CutoutOutput::Mask => encode_png(&alpha)?,
             CutoutOutput::Png => {
-                let mut cut = image::imageops::crop_imm(full, x, y, cw, ch).to_image();
-                for (px, a) in cut.pixels_mut().zip(
-                    image::imageops::crop_imm(&alpha, x, y, cw, ch)
-                        .to_image()
-                        .into_raw(),
-                ) {
+                let mut cut = match bbox {
+                    Some(_) => image::imageops::crop_imm(full, x, y, cw, ch).to_image(),
+                    None => full.clone(),
+                };
+                for (px, &a) in cut.pixels_mut().zip(alpha.as_raw()) {
                     px.0[3] = px.0[3].min(a);
                 }
                 encode_png(&cut)?

@@ -1,8 +1,8 @@
 //! Near-duplicate retrieval on real images: how well `dupify-visual-v1` finds the
 //! original of an edited copy, compared with a plain RGB histogram.
 //!
-//! `cargo run --release -p dupify-vision --example retrieval_eval -- DIR`
-//! (`scripts/retrieval_eval.sh` fetches a set of images that Python packages ship).
+//! `cargo run --release -p dupify-models --example retrieval_eval -- DIR [--segmenter u2netp] [--verbose]`
+//! (`scripts/retrieval_eval.sh` gathers a set of images that packages ship).
 //!
 //! Every readable image in DIR (png, jpg, jpeg, gif, webp) is shrunk to a longer side of
 //! at most 512 px, as the server does, and edited eight ways (see [`AUGMENTATIONS`]).
@@ -13,15 +13,21 @@
 //! - **B, all views.** Every view (original and edits) queries all other views of all
 //!   images; the other 8 views of the same image are relevant.
 //!
-//! Masks come from `border_estimate` (alpha, else a uniform border color, else the whole
-//! frame); the server will use a U²-Net mask instead when the model is installed.
+//! Masks are what the server would use: an image with transparency is its own mask;
+//! otherwise the U²-Net model named by `--segmenter` (from `DUPIFY_MODELS_DIR`, default
+//! `./models`), or without that flag the model-free `border_estimate` (a uniform border
+//! color, else the whole frame).
 
 use std::io::Cursor;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use dupify_models::onnx::OnnxLoader;
+use dupify_models::{PoolOptions, Segmenter};
 use dupify_vision::silhouette::cosine;
-use dupify_vision::{border_estimate, silhouette, visual_embedding, ForegroundMethod};
+use dupify_vision::{
+    border_estimate, silhouette, visual_embedding, ForegroundEstimate, ForegroundMethod,
+};
 use image::codecs::jpeg::JpegEncoder;
 use image::imageops::{self, FilterType};
 use image::{ImageFormat, Rgb, RgbImage, Rgba, RgbaImage};
@@ -391,8 +397,57 @@ fn main() {
 
 fn run() -> Result<(), String> {
     let mut args = std::env::args().skip(1);
-    let dir = args.next().ok_or("usage: retrieval_eval DIR [--verbose]")?;
-    let verbose = args.any(|a| a == "--verbose");
+    let dir = args
+        .next()
+        .ok_or("usage: retrieval_eval DIR [--segmenter NAME] [--verbose]")?;
+    let rest: Vec<String> = args.collect();
+    let verbose = rest.iter().any(|a| a == "--verbose");
+    let segmenter = match rest.iter().position(|a| a == "--segmenter") {
+        Some(i) => {
+            let name = rest.get(i + 1).ok_or("--segmenter needs a model name")?;
+            let models = std::env::var_os("DUPIFY_MODELS_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| PathBuf::from("models"));
+            let loader = std::sync::Arc::new(OnnxLoader {
+                library: models.join("libonnxruntime.so"),
+                intra_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+            });
+            let options = PoolOptions {
+                instances: 1,
+                queue_limit: 4,
+                max_batch: 1,
+            };
+            let observe: dupify_models::Observer =
+                std::sync::Arc::new(|_: &str, _: usize, _: Duration| {});
+            Some(
+                Segmenter::start(
+                    name,
+                    &models.join(format!("{name}.onnx")),
+                    loader,
+                    &options,
+                    observe,
+                )
+                .map_err(|e| e.to_string())?,
+            )
+        }
+        None => None,
+    };
+    // The server's rule: an image with its own cut-out is not segmented.
+    let mask_of = |img: &RgbaImage| -> Result<ForegroundEstimate, String> {
+        let cut_out = img.pixels().any(|p| p.0[3] < 128);
+        match &segmenter {
+            Some(s) if !cut_out => {
+                let m = s.mask_blocking(img).map_err(|e| e.to_string())?;
+                let m = dupify_images::resize_mask(&m, img.width(), img.height());
+                Ok(ForegroundEstimate::from_mask(m, ForegroundMethod::Model))
+            }
+            _ => Ok(border_estimate(img)),
+        }
+    };
+    let mask_name = segmenter
+        .as_ref()
+        .map_or("border_estimate", |s| s.name())
+        .to_string();
     let images = load_dir(Path::new(&dir))?;
     if images.len() < 2 {
         return Err(format!(
@@ -415,7 +470,7 @@ fn run() -> Result<(), String> {
         let (mut vv, mut uv, mut bv) = (Vec::new(), Vec::new(), Vec::new());
         for img in &v.images {
             let t = Instant::now();
-            let est = border_estimate(img);
+            let est = mask_of(img)?;
             t_mask.push(t.elapsed());
             methods[match est.method {
                 ForegroundMethod::Alpha => 0,
@@ -489,10 +544,13 @@ fn run() -> Result<(), String> {
         base.all_views.0, base.all_views.1
     );
     println!(
-        "\nMasks: `border_estimate` on every view (alpha {}, border color {}, none {} of {} views);",
-        methods[0], methods[1], methods[3], n * (AUGMENTATIONS.len() + 1)
+        "\nMasks ({mask_name}): alpha {}, {mask_name} model {}, border color {}, none {} of {} views.",
+        methods[0],
+        methods[2],
+        methods[1],
+        methods[3],
+        n * (AUGMENTATIONS.len() + 1)
     );
-    println!("the server will use a U²-Net mask instead when the model is installed.");
     println!(
         "Background edits: {} cut-outs composited, {} backdrops replaced through the mask, {} photos pasted onto a larger backdrop (flat); gradient: {} / {} / {}.",
         count(&|v| v.bg == BgChange::Alpha),
@@ -504,7 +562,7 @@ fn run() -> Result<(), String> {
     );
     let ms = |d: Duration| d.as_secs_f64() * 1e3;
     println!(
-        "\nMedian time per view (≤ 512 px, one core): border_estimate {:.2} ms, visual_embedding {:.2} ms (of which silhouette {:.2} ms), RGB histogram {:.2} ms.",
+        "\nMedian time per view (≤ 512 px): mask ({mask_name}) {:.2} ms, visual_embedding {:.2} ms (of which silhouette {:.2} ms), RGB histogram {:.2} ms.",
         ms(median(t_mask)),
         ms(median(t_vis)),
         ms(median(t_sil)),
