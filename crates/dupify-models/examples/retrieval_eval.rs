@@ -410,12 +410,13 @@ fn run() -> Result<(), String> {
                 .unwrap_or_else(|| PathBuf::from("models"));
             let loader = std::sync::Arc::new(OnnxLoader {
                 library: models.join("libonnxruntime.so"),
-                intra_threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
             });
             let options = PoolOptions {
                 instances: 1,
                 queue_limit: 4,
                 max_batch: 1,
+                threads: std::thread::available_parallelism().map_or(2, |n| n.get()),
+                solo_threads: 0,
             };
             let observe: dupify_models::Observer =
                 std::sync::Arc::new(|_: &str, _: usize, _: Duration| {});

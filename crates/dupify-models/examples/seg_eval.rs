@@ -43,12 +43,13 @@ fn main() {
     let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
     let loader = Arc::new(OnnxLoader {
         library: models.join("libonnxruntime.so"),
-        intra_threads: threads,
     });
     let options = PoolOptions {
         instances: 1,
         queue_limit: 4,
         max_batch: 1,
+        threads,
+        solo_threads: 0,
     };
     println!(
         "{} composites, {threads} intra-op threads, mask cut at 128\n",

@@ -103,5 +103,7 @@ pub trait Engine: Send + 'static {
 
 /// Creates engine instances from a model file.
 pub trait EngineLoader: Send + Sync + 'static {
-    fn load(&self, path: &Path) -> Result<Box<dyn Engine>, EngineError>;
+    /// An instance whose inferences use `threads` threads (the pool decides: one per
+    /// instance when instances run side by side, more for the one that runs alone).
+    fn load(&self, path: &Path, threads: usize) -> Result<Box<dyn Engine>, EngineError>;
 }

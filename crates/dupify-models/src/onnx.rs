@@ -27,11 +27,8 @@ pub fn runtime(library: &Path) -> Result<&'static Environment, EngineError> {
             ));
         }
         let builder = ort::init_from(library).map_err(|e| format!("{}: {e}", library.display()))?;
-        let env = builder
-            .with_name("dupify")
-            .with_telemetry(false)
-            .build()
-            .map_err(|e| e.to_string())?;
+        let builder = builder.with_name("dupify").with_telemetry(false);
+        let env = builder.build().map_err(|e| e.to_string())?;
         Ok((library.to_path_buf(), env))
     });
     match init {
@@ -48,13 +45,10 @@ pub fn runtime_library() -> Option<&'static Path> {
     }
 }
 
-/// Session options shared by every model.
+/// Loads models with ONNX Runtime from `library`.
 #[derive(Debug, Clone)]
 pub struct OnnxLoader {
     pub library: PathBuf,
-    /// Threads one inference may use. Several instances run side by side, so the
-    /// product of instances and intra threads should not exceed the cores.
-    pub intra_threads: usize,
 }
 
 fn spec_of(outlets: &[ort::value::Outlet]) -> Vec<IoSpec> {
@@ -72,7 +66,7 @@ fn spec_of(outlets: &[ort::value::Outlet]) -> Vec<IoSpec> {
 }
 
 impl EngineLoader for OnnxLoader {
-    fn load(&self, path: &Path) -> Result<Box<dyn Engine>, EngineError> {
+    fn load(&self, path: &Path, threads: usize) -> Result<Box<dyn Engine>, EngineError> {
         let env = runtime(&self.library)?;
         let fail = |reason: String| EngineError::Load {
             path: path.display().to_string(),
@@ -87,7 +81,7 @@ impl EngineLoader for OnnxLoader {
             .map_err(|e| fail(e.to_string()))?
             .with_optimization_level(GraphOptimizationLevel::Level3)
             .map_err(builder_err)?
-            .with_intra_threads(self.intra_threads.max(1))
+            .with_intra_threads(threads.max(1))
             .map_err(builder_err)?
             .with_inter_threads(1)
             .map_err(builder_err)?

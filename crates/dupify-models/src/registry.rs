@@ -27,6 +27,9 @@ pub struct ModelsConfig {
     /// Engine instances per model and threads per inference.
     pub instances: usize,
     pub intra_threads: usize,
+    /// Threads of the extra instance that runs an inference when it would run alone
+    /// (see `crate::pool`); not more than `intra_threads` = no such instance.
+    pub solo_threads: usize,
     pub queue_limit: usize,
     pub max_batch: usize,
 }
@@ -68,7 +71,6 @@ impl Models {
     pub fn load(config: &ModelsConfig, observe: Observer) -> Models {
         let loader: Arc<dyn EngineLoader> = Arc::new(OnnxLoader {
             library: config.runtime_library(),
-            intra_threads: config.intra_threads,
         });
         Self::load_with(config, loader, observe)
     }
@@ -82,6 +84,8 @@ impl Models {
             instances: config.instances.max(1),
             queue_limit: config.queue_limit.max(1),
             max_batch: config.max_batch.max(1),
+            threads: config.intra_threads.max(1),
+            solo_threads: config.solo_threads,
         };
         let mut segmenters = BTreeMap::new();
         let mut problems = Vec::new();

@@ -50,8 +50,10 @@ fn load(max_batch: usize) -> Clip {
         instances: 1,
         queue_limit: 64,
         max_batch,
+        threads: 1,
+        solo_threads: 0,
     };
-    Clip::load(&tiny_clip_dir(), loader(1), &options, no_observer()).expect("tiny-clip loads")
+    Clip::load(&tiny_clip_dir(), loader(), &options, no_observer()).expect("tiny-clip loads")
 }
 
 #[test]
@@ -225,6 +227,8 @@ fn broken_manifests_are_refused_with_a_reason() {
         instances: 1,
         queue_limit: 4,
         max_batch: 4,
+        threads: 1,
+        solo_threads: 0,
     };
     let cases = [
         (
@@ -247,7 +251,7 @@ fn broken_manifests_are_refused_with_a_reason() {
     ];
     for (text, expect) in cases {
         std::fs::write(dir.path().join("manifest.toml"), &text).unwrap();
-        let err = match Clip::load(dir.path(), loader(1), &options, no_observer()) {
+        let err = match Clip::load(dir.path(), loader(), &options, no_observer()) {
             Ok(_) => panic!("loaded a manifest that should fail with {expect:?}"),
             Err(e) => e.to_string(),
         };

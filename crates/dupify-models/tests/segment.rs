@@ -13,11 +13,13 @@ fn segmenter(name: &str) -> Segmenter {
         instances: 1,
         queue_limit: 8,
         max_batch: 4,
+        threads: 2,
+        solo_threads: 0,
     };
     Segmenter::start(
         name,
         &installed(&format!("{name}.onnx")),
-        loader(2),
+        loader(),
         &options,
         no_observer(),
     )
@@ -95,12 +97,14 @@ async fn concurrent_requests_on_two_instances_agree_with_one_at_a_time() {
         instances: 2,
         queue_limit: 8,
         max_batch: 4,
+        threads: 1,
+        solo_threads: 0,
     };
     let s = std::sync::Arc::new(
         Segmenter::start(
             "u2netp",
             &installed("u2netp.onnx"),
-            loader(1),
+            loader(),
             &options,
             no_observer(),
         )
@@ -136,15 +140,17 @@ fn a_missing_or_foreign_model_file_is_a_load_error() {
         instances: 1,
         queue_limit: 1,
         max_batch: 1,
+        threads: 1,
+        solo_threads: 0,
     };
     let gone = std::path::Path::new("/nonexistent/u2net.onnx");
-    let e = Segmenter::start("u2net", gone, loader(1), &options, no_observer())
+    let e = Segmenter::start("u2net", gone, loader(), &options, no_observer())
         .err()
         .expect("missing file fails");
     assert!(e.to_string().contains("not found"), "{e}");
     // A valid ONNX file of the wrong shape (the CLIP vision tower) is refused by name.
     let clip = tiny_clip_dir().join("vision.onnx");
-    let e = Segmenter::start("u2net", &clip, loader(1), &options, no_observer())
+    let e = Segmenter::start("u2net", &clip, loader(), &options, no_observer())
         .err()
         .expect("wrong shape fails");
     assert!(e.to_string().contains("[1, 3, 320, 320]"), "{e}");

@@ -56,6 +56,10 @@ pub struct ServerConfig {
     pub model_instances: usize,
     /// Threads one inference may use (keep instances × threads ≤ cores).
     pub model_intra_threads: usize,
+    /// Threads for an inference that runs alone (nothing else running or waiting on
+    /// that model): one extra instance per model uses them. 0 = number of cores; not
+    /// more than `model_intra_threads` turns it off.
+    pub model_solo_threads: usize,
     /// Images allowed to wait for a model instance; beyond that 503 with Retry-After.
     pub model_queue_limit: usize,
     /// Most items one run of a batch-capable model (CLIP) takes.
@@ -91,6 +95,7 @@ impl Default for ServerConfig {
             onnxruntime_library: String::new(),
             model_instances: 0,
             model_intra_threads: 1,
+            model_solo_threads: 0,
             model_queue_limit: 32,
             model_max_batch: 16,
             taxonomy_file: String::new(),
@@ -120,6 +125,11 @@ impl ServerConfig {
                 self.model_instances
             },
             intra_threads: self.model_intra_threads.max(1),
+            solo_threads: if self.model_solo_threads == 0 {
+                cores
+            } else {
+                self.model_solo_threads
+            },
             queue_limit: self.model_queue_limit.max(1),
             max_batch: self.model_max_batch.max(1),
         }

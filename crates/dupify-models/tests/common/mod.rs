@@ -25,10 +25,9 @@ pub fn installed(file: &str) -> PathBuf {
     p
 }
 
-pub fn loader(intra_threads: usize) -> Arc<dyn EngineLoader> {
+pub fn loader() -> Arc<dyn EngineLoader> {
     Arc::new(OnnxLoader {
         library: installed("libonnxruntime.so"),
-        intra_threads,
     })
 }
 
