@@ -10,7 +10,8 @@
 #   IMAGES_DIR=/tmp/imgs scripts/bench_vision.sh
 #
 # Settings (environment): IMAGES_DIR (jpg/png files, required), MODELS_DIR (./models),
-# MODELS ("u2netp u2net"), CONCURRENCY for the peer comparison ("1 2"), DURATION (20 s per
+# MODELS ("u2netp u2net"), CONCURRENCY for the peer comparison ("1 2"), PEER_THREADS (the
+# peer's intra-op thread settings, each run: "1 2"), DURATION (20 s per
 # run), REQUESTS per endpoint and client count (40), SOAK (0), SOAK_MODEL (u2netp),
 # VENV (/tmp/venv-bgbench), PORT (18090).
 set -euo pipefail
@@ -25,6 +26,7 @@ REQUESTS=${REQUESTS:-40}
 SOAK=${SOAK:-0}
 SOAK_MODEL=${SOAK_MODEL:-u2netp}
 VENV=${VENV:-/tmp/venv-bgbench}
+PEER_THREADS=${PEER_THREADS:-"1 2"}
 PORT=${PORT:-18090}
 BIN=./target/release/dupify
 [[ -x $BIN ]] || { echo "build first: make build" >&2; exit 1; }
@@ -34,7 +36,8 @@ trap 'stop; rm -rf "$DATA"' EXIT
 
 stop() { if [[ -n "$SERVER" ]]; then kill "$SERVER" 2>/dev/null || true; wait "$SERVER" 2>/dev/null || true; SERVER=; fi; }
 
-# start SEGMENTATION_MODELS: a fresh data dir each time, one instance per core, 1 thread each.
+# start SEGMENTATION_MODELS: a fresh data dir each time, one instance per core with 1 thread
+# each, and the solo instance (all cores) for an inference that runs alone.
 start() {
   stop
   rm -rf "$DATA/d"
@@ -58,7 +61,8 @@ for m in $MODELS; do
   start "$m"
   echo "## background removal, $m"
   MODELS_DIR=$MODELS_DIR IMAGES_DIR=$IMAGES_DIR URL=http://127.0.0.1:$PORT KEY=$KEY MODEL=$m \
-    THREADS=1 CONCURRENCY=$CONCURRENCY DURATION=$DURATION VENV=$VENV bash scripts/bench_bgremove.sh
+    THREADS="$PEER_THREADS" SERVER_THREADS='"1, 2 solo"' CONCURRENCY=$CONCURRENCY DURATION=$DURATION \
+    VENV=$VENV bash scripts/bench_bgremove.sh
 done
 
 start "${MODELS%% *}"

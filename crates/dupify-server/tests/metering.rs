@@ -45,15 +45,7 @@ async fn rate_limit_is_exact_under_concurrency() {
     }
     assert_eq!((ok, limited), (10, 20));
     // Test keys never consume quota.
-    let usage: Value = client()
-        .get(s.url("/v1/usage"))
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let usage = usage_of(&s, &key).await;
     // (/v1/usage itself is throttled now: it answers 429, which is the point.)
     assert_eq!(usage["error"]["code"], "rate_limit_exceeded");
     assert_eq!(
@@ -97,21 +89,7 @@ async fn quota_is_exact_under_concurrency_and_survives_restart() {
     }
     assert_eq!((ok, over), (5, 15));
 
-    let usage = |s: &TestServer, key: String| {
-        let url = s.url("/v1/usage");
-        async move {
-            client()
-                .get(url)
-                .header("X-API-Key", key)
-                .send()
-                .await
-                .unwrap()
-                .json::<Value>()
-                .await
-                .unwrap()
-        }
-    };
-    let u = usage(&s, key.clone()).await;
+    let u = usage_of(&s, &key).await;
     assert_eq!(u["used"], 5);
     assert_eq!(u["remaining"], 0);
     assert_eq!(u["monthly_limit"], 5);
@@ -128,7 +106,7 @@ async fn quota_is_exact_under_concurrency_and_survives_restart() {
     // Restart on the same data dir: the usage is still there and still enforced.
     let dir = s.stop().await;
     let s = TestServer::start_in(dir, |_| {}).await;
-    let u = usage(&s, key.clone()).await;
+    let u = usage_of(&s, &key).await;
     assert_eq!(u["used"], 5);
     let res = post(
         &client(),

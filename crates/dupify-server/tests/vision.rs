@@ -292,13 +292,7 @@ async fn clip_model_embeds_images_and_texts_in_one_space() {
             "image_base64",
         ),
     ] {
-        let e = expect_error(
-            post(&client(), &s.url("/v1/embed"), &key, body.clone()).await,
-            400,
-            "invalid_parameter",
-        )
-        .await;
-        assert_eq!(e["details"]["parameter"], parameter, "{body}");
+        expect_invalid(&s, &key, "/v1/embed", body, parameter).await;
     }
 }
 
@@ -561,13 +555,7 @@ async fn background_remove_options_and_model_choice() {
             "model",
         ),
     ] {
-        let e = expect_error(
-            post(&client(), &s.url(path), &key, body.clone()).await,
-            400,
-            "invalid_parameter",
-        )
-        .await;
-        assert_eq!(e["details"]["parameter"], parameter, "{body}");
+        expect_invalid(&s, &key, path, body, parameter).await;
     }
     // Known model, but this server did not load it: 503 with Retry-After.
     let res = post(
@@ -756,30 +744,14 @@ async fn batch_runs_every_operation_once_per_image() {
         assert_eq!(item["embed"]["cached"], false);
     }
     // 2 good images × 6 operations.
-    let usage: Value = client()
-        .get(s.url("/v1/usage"))
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let usage = usage_of(&s, &key).await;
     assert_eq!(usage["used"], 12, "{usage}");
 
     // The same batch again: all from the cache, nothing counted.
     let (_, again) = call(&s, &key, "/v1/batch", body).await;
     assert_eq!(again["results"][0]["silhouette"]["cached"], true);
     assert_eq!(again["results"][2]["background_remove"]["cached"], true);
-    let usage: Value = client()
-        .get(s.url("/v1/usage"))
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let usage = usage_of(&s, &key).await;
     assert_eq!(usage["used"], 12, "{usage}");
 
     // Single-image form of batch: same layout, one result.
@@ -843,13 +815,7 @@ async fn batch_validates_operations_and_options() {
             "options.background_remove.output",
         ),
     ] {
-        let e = expect_error(
-            post(&client(), &s.url("/v1/batch"), &key, body.clone()).await,
-            400,
-            "invalid_parameter",
-        )
-        .await;
-        assert_eq!(e["details"]["parameter"], parameter, "{body}");
+        expect_invalid(&s, &key, "/v1/batch", body, parameter).await;
     }
 }
 
@@ -895,14 +861,6 @@ async fn a_full_model_queue_answers_503_with_retry_after() {
     assert!(ok >= 2, "ok {ok}");
     assert!(busy >= 1, "no request was refused (ok {ok})");
     // Refused requests cost no quota: the account's usage equals the successes.
-    let usage: Value = client()
-        .get(s.url("/v1/usage"))
-        .header("X-API-Key", &key)
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let usage = usage_of(&s, &key).await;
     assert_eq!(usage["used"], ok, "{usage}");
 }

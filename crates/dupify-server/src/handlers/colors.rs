@@ -1,7 +1,5 @@
 //! `POST /v1/colors`: dominant colors of the product (SPEC §6).
 
-use std::sync::Arc;
-
 use axum::extract::State;
 use axum::response::Response;
 use axum::Extension;
@@ -11,8 +9,7 @@ use serde_json::{json, Map, Value};
 use crate::auth::Caller;
 use crate::body::{bool_field, int_field, JsonBody};
 use crate::error::{AppError, AppResult};
-use crate::images::parse_images;
-use crate::pipeline::{run_image_request, ImageOp, ModelChoice, Needs, Prepared};
+use crate::pipeline::{ImageOp, ModelChoice, Needs, Prepared};
 use crate::state::SharedState;
 
 #[derive(serde::Serialize)]
@@ -103,9 +100,5 @@ pub async fn colors(
     body: Result<JsonBody, AppError>,
 ) -> AppResult<Response> {
     caller.require(Scope::Colors)?;
-    let JsonBody(body) = body?;
-    let models = crate::handlers::vision::resolve_models(&state, &body, false)?;
-    let op = ColorsOp::from_options(&body, &models)?;
-    let images = parse_images(&body, &state.fetch_policy)?;
-    run_image_request(&state, &caller, images, Arc::new(op), models).await
+    crate::handlers::vision::single_op(&state, &caller, &body?.0, "colors", false).await
 }

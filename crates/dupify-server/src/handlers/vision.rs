@@ -17,7 +17,9 @@ use crate::body::{bool_field, field, object_field, JsonBody};
 use crate::error::{AppError, AppResult};
 use crate::handlers::colors::{quality_block, ColorsOp};
 use crate::images::parse_images;
-use crate::pipeline::{run_ops_request, ImageOp, Layout, ModelChoice, Needs, Prepared};
+use crate::pipeline::{
+    run_image_request, run_ops_request, ImageOp, Layout, ModelChoice, Needs, Prepared,
+};
 use crate::semantic::SemanticIndex;
 use crate::state::SharedState;
 
@@ -179,18 +181,7 @@ pub async fn embed(
     if field(&body, "text").is_some() || field(&body, "texts").is_some() {
         return embed_text(&state, &caller, &body).await;
     }
-    let models = resolve_models(&state, &body, false)?;
-    let op = EmbedOp::new(&body, &models)?;
-    let images = parse_images(&body, &state.fetch_policy)?;
-    run_ops_request(
-        &state,
-        &caller,
-        images,
-        vec![Arc::new(op)],
-        models,
-        Layout::PerOperation,
-    )
-    .await
+    single_op(&state, &caller, &body, "embed", false).await
 }
 
 /// Most texts in one `/v1/embed` request.
@@ -322,21 +313,7 @@ pub async fn silhouette(
     body: Result<JsonBody, AppError>,
 ) -> AppResult<Response> {
     caller.require(Scope::Silhouette)?;
-    let JsonBody(body) = body?;
-    let models = resolve_models(&state, &body, true)?;
-    let op = SilhouetteOp {
-        segmenter: models.segmenter_name().to_string(),
-    };
-    let images = parse_images(&body, &state.fetch_policy)?;
-    run_ops_request(
-        &state,
-        &caller,
-        images,
-        vec![Arc::new(op)],
-        models,
-        Layout::PerOperation,
-    )
-    .await
+    single_op(&state, &caller, &body?.0, "silhouette", true).await
 }
 
 // ---------------------------------------------------------------- attributes
@@ -407,19 +384,7 @@ pub async fn attributes(
     body: Result<JsonBody, AppError>,
 ) -> AppResult<Response> {
     caller.require(Scope::Attributes)?;
-    let JsonBody(body) = body?;
-    let models = resolve_models(&state, &body, false)?;
-    let op = AttributesOp::new(&state, &models).await?;
-    let images = parse_images(&body, &state.fetch_policy)?;
-    run_ops_request(
-        &state,
-        &caller,
-        images,
-        vec![Arc::new(op)],
-        models,
-        Layout::PerOperation,
-    )
-    .await
+    single_op(&state, &caller, &body?.0, "attributes", false).await
 }
 
 // ---------------------------------------------------------------- background removal
@@ -592,19 +557,7 @@ pub async fn background_remove(
     body: Result<JsonBody, AppError>,
 ) -> AppResult<Response> {
     caller.require(Scope::BackgroundRemove)?;
-    let JsonBody(body) = body?;
-    let models = resolve_models(&state, &body, true)?;
-    let op = BackgroundRemoveOp::new(&body, &models)?;
-    let images = parse_images(&body, &state.fetch_policy)?;
-    run_ops_request(
-        &state,
-        &caller,
-        images,
-        vec![Arc::new(op)],
-        models,
-        Layout::PerOperation,
-    )
-    .await
+    single_op(&state, &caller, &body?.0, "background_remove", true).await
 }
 
 // ---------------------------------------------------------------- batch
@@ -619,6 +572,22 @@ pub const BATCH_OPERATIONS: [(&str, Scope); 6] = [
     ("quality", Scope::Embed),
     ("background_remove", Scope::BackgroundRemove),
 ];
+
+/// What every single-operation endpoint does once its scope is checked: the
+/// segmentation model option (`model_alias`: `model` may name it), the operation's
+/// options, the images, and the pipeline.
+pub async fn single_op(
+    state: &SharedState,
+    caller: &Caller,
+    body: &Map<String, Value>,
+    op: &str,
+    model_alias: bool,
+) -> AppResult<Response> {
+    let models = resolve_models(state, body, model_alias)?;
+    let op = build_op(state, op, body, &models).await?;
+    let images = parse_images(body, &state.fetch_policy)?;
+    run_image_request(state, caller, images, op, models).await
+}
 
 /// The operation `name` with its options (also used by the CLI's local commands).
 pub async fn build_op(

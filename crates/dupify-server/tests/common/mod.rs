@@ -346,3 +346,27 @@ pub async fn parallel_colors(
     }
     out
 }
+
+/// `GET /v1/usage` with `key`, as JSON (whatever the status).
+pub async fn usage_of(s: &TestServer, key: &str) -> Value {
+    client()
+        .get(s.url("/v1/usage"))
+        .header("X-API-Key", key)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap()
+}
+
+/// Posts `body` to `path` and asserts a 400 `invalid_parameter` naming `parameter`.
+pub async fn expect_invalid(s: &TestServer, key: &str, path: &str, body: Value, parameter: &str) {
+    let e = expect_error(
+        post(&client(), &s.url(path), key, body.clone()).await,
+        400,
+        "invalid_parameter",
+    )
+    .await;
+    assert_eq!(e["details"]["parameter"], parameter, "{body}");
+}
