@@ -48,6 +48,30 @@ def make_unique(data: bytes, n: int) -> bytes:
     return data
 
 
+def make_poster(host: str, port: int, key: str, timeout: float):
+    """post(path, body) -> (status, bytes) over one keep-alive connection per thread,
+    reconnecting once when the server dropped it."""
+    local = threading.local()
+
+    def post(path: str, body: bytes):
+        headers = {"Content-Type": "application/json", "X-API-Key": key}
+        for attempt in (0, 1):
+            c = getattr(local, "c", None)
+            if c is None:
+                c = local.c = http.client.HTTPConnection(host, port, timeout=timeout)
+            try:
+                c.request("POST", path, body=body, headers=headers)
+                r = c.getresponse()
+                return r.status, r.read()
+            except (http.client.HTTPException, ConnectionError, OSError):
+                c.close()
+                local.c = None
+                if attempt:
+                    raise
+
+    return post
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--url", required=True, help="server base URL, e.g. http://127.0.0.1:8080")
@@ -64,28 +88,9 @@ def main() -> None:
     host, port = url.hostname, url.port or 80
     path = url.path.rstrip("/") + "/v1/background-remove"
     images = load_images(args.images)
-    local = threading.local()
     cached = [0]
     lock = threading.Lock()
-
-    def conn() -> http.client.HTTPConnection:
-        if getattr(local, "c", None) is None:
-            local.c = http.client.HTTPConnection(host, port, timeout=args.timeout)
-        return local.c
-
-    def post(body: bytes):
-        headers = {"Content-Type": "application/json", "X-API-Key": args.key}
-        for attempt in (0, 1):  # one retry on a dropped keep-alive connection
-            c = conn()
-            try:
-                c.request("POST", path, body=body, headers=headers)
-                r = c.getresponse()
-                return r.status, r.read()
-            except (http.client.HTTPException, ConnectionError, OSError):
-                c.close()
-                local.c = None
-                if attempt:
-                    raise
+    post = make_poster(host, port, args.key, args.timeout)
 
     def work(i, n):
         data = make_unique(images[i][1], n)
@@ -93,7 +98,7 @@ def main() -> None:
             {"image_base64": base64.b64encode(data).decode(), "output": "png", "crop": False}
         ).encode()
         t0 = time.perf_counter()
-        status, raw = post(body)
+        status, raw = post(path, body)
         ms = (time.perf_counter() - t0) * 1000.0
         if status != 200:
             raise RuntimeError(f"HTTP {status}: {raw[:200]!r}")

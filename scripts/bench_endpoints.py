@@ -24,7 +24,7 @@ import time
 import urllib.parse
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from bench_bgremove_http import make_unique  # noqa: E402
+from bench_bgremove_http import make_poster, make_unique  # noqa: E402
 from bench_bgremove_peer import load_images, run_load, summarize  # noqa: E402
 
 ENDPOINTS = [
@@ -60,25 +60,9 @@ def main() -> None:
     url = urllib.parse.urlsplit(args.url)
     host, port = url.hostname, url.port or 80
     images = load_images(args.images)
-    local = threading.local()
     counter = [0]
     lock = threading.Lock()
-
-    def post(path: str, body: bytes):
-        headers = {"Content-Type": "application/json", "X-API-Key": args.key}
-        for attempt in (0, 1):
-            c = getattr(local, "c", None)
-            if c is None:
-                c = local.c = http.client.HTTPConnection(host, port, timeout=120)
-            try:
-                c.request("POST", path, body=body, headers=headers)
-                r = c.getresponse()
-                return r.status, r.read()
-            except (http.client.HTTPException, ConnectionError, OSError):
-                c.close()
-                local.c = None
-                if attempt:
-                    raise
+    post = make_poster(host, port, args.key, 120.0)
 
     def make_work(path: str, options: dict):
         def work(i, _n):
