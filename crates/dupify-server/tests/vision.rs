@@ -864,3 +864,115 @@ async fn a_full_model_queue_answers_503_with_retry_after() {
     let usage = usage_of(&s, &key).await;
     assert_eq!(usage["used"], ok, "{usage}");
 }
+
+// ------------------------------------------------------------------- every endpoint
+
+#[tokio::test]
+async fn every_image_endpoint_batches_caches_and_isolates_a_failing_item() {
+    let s = TestServer::with_models(ModelSet::Segmentation, |_| {}).await;
+    let key = s.admin_key().await;
+    let (good_a, good_b) = (product_b64(20), product_b64(21));
+    for path in [
+        "/v1/colors",
+        "/v1/embed",
+        "/v1/silhouette",
+        "/v1/attributes",
+        "/v1/background-remove",
+    ] {
+        let body = json!({"images": [
+            {"image_base64": good_a},
+            {"image_url": "http://127.0.0.1/private.jpg"},
+            {"image_base64": good_b},
+        ]});
+        let (st, out) = call(&s, &key, path, body.clone()).await;
+        assert_eq!(st, 200, "{path}: {out}");
+        let r = out["results"].as_array().unwrap();
+        assert_eq!(r.len(), 3, "{path}");
+        assert_eq!(
+            r[1]["error"]["code"], "invalid_image_url",
+            "{path}: {}",
+            r[1]
+        );
+        assert_eq!(
+            r[1]["error"]["details"]["parameter"], "images[1].image_url",
+            "{path}"
+        );
+        for i in [0, 2] {
+            assert_eq!(r[i]["cached"], false, "{path}[{i}]");
+            assert!(r[i].get("error").is_none(), "{path}[{i}]: {}", r[i]);
+        }
+        // The same images again: both good ones from the cache, identical answers.
+        let (_, again) = call(&s, &key, path, body).await;
+        for i in [0, 2] {
+            assert_eq!(again["results"][i]["cached"], true, "{path}[{i}]");
+            let strip = |v: &Value| {
+                let mut v = v.clone();
+                v.as_object_mut().unwrap().remove("cached");
+                v
+            };
+            assert_eq!(strip(&again["results"][i]), strip(&r[i]), "{path}[{i}]");
+        }
+        assert_eq!(again["results"][1]["error"]["code"], "invalid_image_url");
+    }
+}
+
+#[tokio::test]
+async fn an_operator_taxonomy_replaces_the_built_in_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let taxonomy = dir.path().join("taxonomy.toml");
+    // The tiny CLIP fixture puts colour words and mean image colour in one subspace,
+    // so a colour attribute is a real zero-shot test of the prompt ensemble.
+    std::fs::write(
+        &taxonomy,
+        r#"
+templates = ["a photo of a {} dress", "a {} dress"]
+[attributes.colour.classes]
+red = ["red"]
+blue = ["blue"]
+green = ["green"]
+"#,
+    )
+    .unwrap();
+    let file = taxonomy.to_str().unwrap().to_string();
+    let s = TestServer::with_models(ModelSet::WithClip, move |c| c.taxonomy_file = file).await;
+    let key = s.admin_key().await;
+    for (rgb, want) in [
+        ([220, 30, 30], "red"),
+        ([30, 60, 210], "blue"),
+        ([40, 160, 60], "green"),
+    ] {
+        let img = RgbImage::from_pixel(64, 64, Rgb(rgb));
+        let (st, out) = call(
+            &s,
+            &key,
+            "/v1/attributes",
+            json!({"image_base64": b64(&png(&img))}),
+        )
+        .await;
+        assert_eq!(st, 200, "{out}");
+        let a = &out["attributes"];
+        assert_eq!(a["colour"]["value"], want, "{out}");
+        assert_eq!(a["colour"]["source"], "clip");
+        // Only the operator's attributes: the built-in category is gone.
+        assert!(a.get("category").is_none(), "{out}");
+    }
+    // A broken taxonomy is a clear 503 on the endpoint that needs it, not a guess.
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "templates = [\"no placeholder\"]\n[attributes.x.classes]\na = [\"a\"]\nb = [\"b\"]\n",
+    )
+    .unwrap();
+    let file = bad.to_str().unwrap().to_string();
+    let s = TestServer::with_models(ModelSet::WithClip, move |c| c.taxonomy_file = file).await;
+    let key = s.admin_key().await;
+    let res = post(
+        &client(),
+        &s.url("/v1/attributes"),
+        &key,
+        json!({"image_base64": product_b64(1)}),
+    )
+    .await;
+    let e = expect_error(res, 503, "service_unavailable").await;
+    assert!(e["message"].as_str().unwrap().contains("template"), "{e}");
+}
