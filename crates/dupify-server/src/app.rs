@@ -37,6 +37,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/health", get(ops::health))
         .route("/ready", get(ops::ready))
         .route("/metrics", get(ops::metrics))
+        .route("/v1/openapi.json", get(ops::openapi))
+        .route("/docs", get(ops::docs))
         .route("/v1/colors", authed(&state, post(colors::colors)))
         .route("/v1/embed", authed(&state, post(vision::embed)))
         .route("/v1/silhouette", authed(&state, post(vision::silhouette)))

@@ -11,6 +11,7 @@ pub mod error;
 pub mod handlers;
 pub mod images;
 pub mod local;
+pub mod openapi;
 pub mod pipeline;
 pub mod ratelimit;
 pub mod semantic;

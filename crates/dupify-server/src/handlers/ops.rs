@@ -57,3 +57,17 @@ pub async fn metrics(State(state): State<SharedState>) -> Response {
     )
         .into_response()
 }
+
+/// `GET /v1/openapi.json`: the OpenAPI 3.1 document (no key needed).
+pub async fn openapi() -> Response {
+    (
+        [(header::CONTENT_TYPE, "application/json")],
+        serde_json::to_vec(crate::openapi::document()).unwrap_or_default(),
+    )
+        .into_response()
+}
+
+/// `GET /docs`: the reference page rendered from the same document.
+pub async fn docs() -> axum::response::Html<&'static str> {
+    axum::response::Html(crate::openapi::html())
+}

@@ -1,0 +1,470 @@
+//! The OpenAPI 3.1 document of the routes this server has (`GET /v1/openapi.json`) and
+//! the reference page rendered from it (`GET /docs`, plain HTML, nothing fetched from
+//! elsewhere). Error codes, scopes and tiers are read from `dupify-core`'s tables, so
+//! the document cannot drift from them; tests check that every documented route is
+//! routed.
+
+use std::sync::OnceLock;
+
+use dupify_core::{ErrorCode, Scope, Tier};
+use serde_json::{json, Map, Value};
+
+fn error_ref() -> Value {
+    json!({"$ref": "#/components/schemas/Error"})
+}
+
+/// Responses for the given codes, grouped by status, each naming its codes.
+fn errors(codes: &[ErrorCode]) -> Map<String, Value> {
+    let mut by_status: std::collections::BTreeMap<u16, Vec<&str>> = Default::default();
+    for c in codes {
+        by_status.entry(c.status()).or_default().push(c.as_str());
+    }
+    by_status
+        .into_iter()
+        .map(|(status, names)| {
+            let mut r = json!({
+                "description": format!("`{}`", names.join("`, `")),
+                "content": {"application/json": {"schema": error_ref()}},
+            });
+            if status == 429 || status == 503 {
+                r["headers"] = json!({"Retry-After": {"$ref": "#/components/headers/Retry-After"}});
+            }
+            (status.to_string(), r)
+        })
+        .collect()
+}
+
+/// The codes any authenticated route can answer with.
+const AUTH_ERRORS: [ErrorCode; 7] = [
+    ErrorCode::MissingApiKey,
+    ErrorCode::InvalidApiKey,
+    ErrorCode::ExpiredApiKey,
+    ErrorCode::InsufficientScope,
+    ErrorCode::RateLimitExceeded,
+    ErrorCode::InternalError,
+    ErrorCode::ServiceUnavailable,
+];
+
+/// What an image endpoint can answer with, on top of the authentication errors.
+const IMAGE_ERRORS: [ErrorCode; 10] = [
+    ErrorCode::MissingParameter,
+    ErrorCode::InvalidParameter,
+    ErrorCode::InvalidImageUrl,
+    ErrorCode::InvalidBase64,
+    ErrorCode::QuotaExceeded,
+    ErrorCode::PayloadTooLarge,
+    ErrorCode::ImageFetchFailed,
+    ErrorCode::UnsupportedFormat,
+    ErrorCode::ImageTooLarge,
+    ErrorCode::ProcessingFailed,
+];
+
+fn metering_headers() -> Value {
+    let h = |name: &str| {
+        (
+            name.to_string(),
+            json!({"$ref": format!("#/components/headers/{name}")}),
+        )
+    };
+    Value::Object(
+        [
+            "X-Request-Id",
+            "X-RateLimit-Limit",
+            "X-RateLimit-Remaining",
+            "X-RateLimit-Reset",
+            "X-Monthly-Limit",
+            "X-Monthly-Remaining",
+        ]
+        .into_iter()
+        .map(h)
+        .collect(),
+    )
+}
+
+/// An image endpoint: the body is one of the three image forms plus `options`; the
+/// answer is `single` for one image, or the batch envelope of `single` items.
+fn image_operation(
+    summary: &str,
+    description: &str,
+    scope: Scope,
+    options: Value,
+    single: Value,
+) -> Value {
+    let mut responses = errors(&[&AUTH_ERRORS[..], &IMAGE_ERRORS[..]].concat());
+    responses.insert(
+        "200".into(),
+        json!({
+            "description": "One result for a single image; `results` in input order for `images` (a failed item holds its `error`).",
+            "headers": metering_headers(),
+            "content": {"application/json": {"schema": {"oneOf": [
+                single.clone(),
+                {"type": "object", "required": ["results", "processing_time_ms"], "properties": {
+                    "results": {"type": "array", "items": {"oneOf": [single, {"$ref": "#/components/schemas/ItemError"}]}},
+                    "processing_time_ms": {"type": "integer"}}}
+            ]}}},
+        }),
+    );
+    json!({
+        "summary": summary,
+        "description": format!("{description}\n\nScope: `{}`.", scope.as_str()),
+        "security": [{"ApiKey": []}, {"Bearer": []}],
+        "requestBody": {"required": true, "content": {"application/json": {"schema": {
+            "allOf": [{"$ref": "#/components/schemas/ImageInput"}, {"type": "object", "properties": options}]
+        }}}},
+        "responses": responses,
+    })
+}
+
+fn result(required: &[&str], properties: Value) -> Value {
+    let mut p = properties;
+    p["cached"] = json!({"type": "boolean", "description": "Served from the 24 h result cache."});
+    p["processing_time_ms"] =
+        json!({"type": "integer", "description": "Single-image answers only."});
+    json!({"type": "object", "required": required, "properties": p})
+}
+
+fn vector(description: &str) -> Value {
+    json!({"type": "array", "items": {"type": "number"}, "description": description})
+}
+
+fn segmentation_option() -> Value {
+    json!({"type": "string", "enum": ["u2net", "u2netp"], "description": "Segmentation model for the product mask (default: the server's first configured model)."})
+}
+
+fn foreground() -> Value {
+    json!({"type": "object", "description": "How the product was separated from its background.",
+           "properties": {"method": {"type": "string", "enum": ["model", "alpha", "border_color", "none"]},
+                          "source": {"type": "string", "description": "Model name, `alpha`, `border_color` or `none`."},
+                          "ratio": {"type": "number", "description": "Share of the frame that is product."}}})
+}
+
+fn quality() -> Value {
+    json!({"type": "object", "properties": {
+        "overall": {"type": "number"}, "sharpness": {"type": "number"},
+        "brightness": {"type": "number"}, "composition": {"type": "number"}},
+        "description": "Each in [0, 1]."})
+}
+
+fn build() -> Value {
+    let attribute = json!({"type": "object", "required": ["value", "confidence", "source"], "properties": {
+        "value": {"type": "string"}, "confidence": {"type": "number"},
+        "source": {"type": "string", "enum": ["pixels", "clip"]}}});
+    let colors = image_operation(
+        "Dominant colors",
+        "Colors of the product clustered in CIELAB, ordered by share, with everyday names.",
+        Scope::Colors,
+        json!({
+            "max_colors": {"type": "integer", "minimum": 1, "maximum": 12, "default": 5},
+            "foreground_only": {"type": "boolean", "default": true},
+            "include_quality": {"type": "boolean", "default": false},
+            "segmentation_model": segmentation_option(),
+        }),
+        result(
+            &["colors", "cached"],
+            json!({
+            "colors": {"type": "array", "items": {"type": "object", "properties": {
+                "hex": {"type": "string"}, "rgb": {"type": "array", "items": {"type": "integer"}},
+                "name": {"type": "string"}, "percentage": {"type": "number"}}}},
+            "foreground": foreground(), "quality": quality()}),
+        ),
+    );
+    let embed = image_operation(
+        "Image or text embedding",
+        "An L2-normalised vector: CLIP's when a CLIP model is installed, else the weight-free \
+         `dupify-visual-v1` (384 numbers). With a CLIP text tower, `text` or `texts` (≤ 32) may \
+         be sent instead of images; their vectors share the image space.",
+        Scope::Embed,
+        json!({
+            "include_quality": {"type": "boolean", "default": false},
+            "segmentation_model": segmentation_option(),
+            "text": {"type": "string", "maxLength": 1000},
+            "texts": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 32},
+        }),
+        result(
+            &["embedding", "dimensions", "model"],
+            json!({
+            "embedding": vector("Unit length: cosine similarity is the dot product."),
+            "dimensions": {"type": "integer"}, "model": {"type": "string"}, "quality": quality()}),
+        ),
+    );
+    let silhouette = image_operation(
+        "Silhouette vector",
+        "A 128-number shape-only vector of the product's outline: invariant to color, texture, \
+         position and size.",
+        Scope::Silhouette,
+        json!({"model": segmentation_option(), "segmentation_model": segmentation_option()}),
+        result(
+            &["embedding", "dimensions", "aspect_ratio", "coverage"],
+            json!({
+            "embedding": vector("Unit length."), "dimensions": {"type": "integer"},
+            "aspect_ratio": {"type": "number"}, "coverage": {"type": "number"},
+            "model": {"type": "string"}, "foreground": foreground()}),
+        ),
+    );
+    let attributes = image_operation(
+        "Product attributes",
+        "Pixel attributes (color_family, tone, pattern, orientation, has_transparency) always; \
+         semantic ones (category, material, style, ...) only with a CLIP text tower, from the \
+         operator's taxonomy.",
+        Scope::Attributes,
+        json!({"segmentation_model": segmentation_option()}),
+        result(
+            &["attributes", "model"],
+            json!({
+            "attributes": {"type": "object", "additionalProperties": attribute},
+            "model": {"type": "string"}}),
+        ),
+    );
+    let background_remove = image_operation(
+        "Background removal",
+        "The product cut out at the original resolution (RGBA PNG) or its 8-bit mask, by a \
+         U²-Net model.",
+        Scope::BackgroundRemove,
+        json!({
+            "output": {"type": "string", "enum": ["png", "mask"], "default": "png"},
+            "crop": {"type": "boolean", "default": false},
+            "model": segmentation_option(), "segmentation_model": segmentation_option(),
+        }),
+        result(
+            &[
+                "image_base64",
+                "format",
+                "width",
+                "height",
+                "foreground_ratio",
+            ],
+            json!({
+            "image_base64": {"type": "string", "contentEncoding": "base64"},
+            "format": {"const": "png"}, "output": {"type": "string"},
+            "width": {"type": "integer"}, "height": {"type": "integer"},
+            "foreground_ratio": {"type": "number"},
+            "crop_box": {"type": ["object", "null"], "properties": {
+                "x": {"type": "integer"}, "y": {"type": "integer"},
+                "width": {"type": "integer"}, "height": {"type": "integer"}}},
+            "model": {"type": "string"}}),
+        ),
+    );
+    let mut batch = image_operation(
+        "Several operations per image",
+        "Each image is fetched, decoded and segmented once for all `operations`; every (image, \
+         operation) pair is cached and counted on its own. Needs `batch` plus each operation's \
+         scope (`quality` needs `embed`).",
+        Scope::Batch,
+        json!({
+            "operations": {"type": "array", "minItems": 1, "uniqueItems": true, "items": {"type": "string",
+                "enum": ["embed", "colors", "silhouette", "attributes", "quality", "background_remove"]}},
+            "options": {"type": "object", "description": "Per operation, the options its endpoint takes.",
+                        "additionalProperties": {"type": "object"}},
+            "segmentation_model": segmentation_option(),
+        }),
+        json!({"type": "object", "description": "Keyed by operation name; each value is that endpoint's result."}),
+    );
+    // Batch answers always use the `results` envelope.
+    batch["responses"]["200"]["content"]["application/json"]["schema"] = json!({
+        "type": "object", "properties": {
+            "results": {"type": "array", "items": {"oneOf": [
+                {"type": "object", "additionalProperties": {"type": "object"}},
+                {"$ref": "#/components/schemas/ItemError"}]}},
+            "processing_time_ms": {"type": "integer"}}});
+
+    let mut usage_responses = errors(&AUTH_ERRORS);
+    usage_responses.insert("200".into(), json!({
+        "description": "Tier, billing period, limits, and calls per key and per day.",
+        "headers": metering_headers(),
+        "content": {"application/json": {"schema": {"type": "object", "properties": {
+            "account_id": {"type": "string"},
+            "tier": {"type": "string", "enum": Tier::ALL.iter().map(|t| t.as_str()).collect::<Vec<_>>()},
+            "period": {"type": "object", "properties": {"start": {"type": "string", "format": "date-time"}, "end": {"type": "string", "format": "date-time"}}},
+            "monthly_limit": {"type": ["integer", "null"]}, "used": {"type": "integer"},
+            "remaining": {"type": ["integer", "null"]},
+            "rate_limit": {"type": "object", "properties": {"per_minute": {"type": "integer"}}},
+            "keys": {"type": "array", "items": {"type": "object"}},
+            "days": {"type": "array", "items": {"type": "object"}}}}}},
+    }));
+
+    let plain = |summary: &str, description: &str, body: Value| {
+        json!({"summary": summary, "description": description, "security": [],
+               "responses": {"200": {"description": "OK", "content": body}}})
+    };
+    let error_schema = json!({"type": "object", "required": ["error"], "properties": {"error": {
+        "type": "object", "required": ["code", "message"], "properties": {
+            "code": {"type": "string", "enum": ErrorCode::ALL.iter().map(|c| c.as_str()).collect::<Vec<_>>()},
+            "message": {"type": "string"},
+            "details": {"type": "object", "description": "Context; `parameter` names the field for missing_parameter and invalid_parameter."},
+            "request_id": {"type": "string"},
+            "retry_after": {"type": "integer", "description": "rate_limit_exceeded only."},
+            "current_usage": {"type": "integer"}, "limit": {"type": "integer"},
+            "resets_at": {"type": "string", "format": "date-time", "description": "quota_exceeded only."}}}}});
+    let header =
+        |description: &str| json!({"description": description, "schema": {"type": "string"}});
+
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Dupify API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "Visual features and similarity for retail catalogs. Every error has one envelope; \
+                            never retry 400/401/403/404/422, retry 429 after Retry-After, retry 500/503 with backoff.",
+        },
+        "servers": [{"url": "/"}],
+        "paths": {
+            "/health": {"get": plain("Liveness", "200 while the process runs.", json!({"application/json": {}}))},
+            "/ready": {"get": {"summary": "Readiness", "security": [],
+                "description": "200 once the database and every configured model are usable; else 503 listing what is missing.",
+                "responses": {"200": {"description": "Ready"}, "503": {"description": "Not ready: `missing` and each model's `error` say why."}}}},
+            "/metrics": {"get": plain("Prometheus metrics", "Requests, latency, cache, queues, inference.", json!({"text/plain": {}}))},
+            "/v1/openapi.json": {"get": plain("This document", "OpenAPI 3.1.", json!({"application/json": {}}))},
+            "/docs": {"get": plain("Reference page", "This document as HTML.", json!({"text/html": {}}))},
+            "/v1/colors": {"post": colors},
+            "/v1/embed": {"post": embed},
+            "/v1/silhouette": {"post": silhouette},
+            "/v1/attributes": {"post": attributes},
+            "/v1/background-remove": {"post": background_remove},
+            "/v1/batch": {"post": batch},
+            "/v1/usage": {"get": {"summary": "Usage of the caller's account", "description": "Any valid key.",
+                "security": [{"ApiKey": []}, {"Bearer": []}], "responses": usage_responses}},
+        },
+        "components": {
+            "securitySchemes": {
+                "ApiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "Bearer": {"type": "http", "scheme": "bearer"},
+            },
+            "headers": {
+                "X-Request-Id": header("The request's id (the caller's own when it is a sane token); also in error bodies and logs."),
+                "X-RateLimit-Limit": header("Requests per minute allowed to the account."),
+                "X-RateLimit-Remaining": header("Requests left in the current window."),
+                "X-RateLimit-Reset": header("Unix time (s) when the full burst is available again."),
+                "X-Monthly-Limit": header("Monthly calls of the tier (absent for unlimited)."),
+                "X-Monthly-Remaining": header("Monthly calls left (absent for unlimited)."),
+                "Retry-After": header("Seconds to wait before retrying."),
+            },
+            "schemas": {
+                "Error": error_schema,
+                "ItemError": {"type": "object", "required": ["error"], "description": "A failed batch item: the error envelope without request_id.",
+                              "properties": {"error": {"type": "object"}}},
+                "ImageInput": {"type": "object", "description": "Exactly one of image_url, image_base64 or images.", "properties": {
+                    "image_url": {"type": "string", "format": "uri", "description": "http(s); private, loopback and metadata hosts are refused."},
+                    "image_base64": {"type": "string", "description": "Standard or URL-safe base64, padding optional, data: prefix allowed."},
+                    "images": {"type": "array", "minItems": 1, "maxItems": 10, "items": {"type": "object", "properties": {
+                        "image_url": {"type": "string"}, "image_base64": {"type": "string"}}}}}},
+                "Scope": {"type": "string", "enum": Scope::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>()},
+            },
+        },
+    })
+}
+
+/// The document, built once.
+pub fn document() -> &'static Value {
+    static DOC: OnceLock<Value> = OnceLock::new();
+    DOC.get_or_init(build)
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A compact, readable type of a schema: `integer`, `string (png | mask)`, `array`.
+fn type_of(schema: &Value) -> String {
+    let base = match &schema["type"] {
+        Value::String(t) => t.clone(),
+        Value::Array(ts) => ts
+            .iter()
+            .filter_map(Value::as_str)
+            .collect::<Vec<_>>()
+            .join(" | "),
+        _ if schema.get("oneOf").is_some() => "one of several".into(),
+        _ => "value".into(),
+    };
+    match schema["enum"].as_array() {
+        Some(values) => format!(
+            "{base} ({})",
+            values
+                .iter()
+                .filter_map(Value::as_str)
+                .collect::<Vec<_>>()
+                .join(" | ")
+        ),
+        None => base,
+    }
+}
+
+/// `/docs`: every path with its summary, description, options and answers.
+pub fn html() -> &'static str {
+    static PAGE: OnceLock<String> = OnceLock::new();
+    PAGE.get_or_init(|| {
+        let doc = document();
+        let mut out = String::from(
+            "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>Dupify API reference</title>\
+             <style>body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1b1b1b}\
+             code{background:#f2f2f2;padding:0 .25rem;border-radius:3px}h2{margin-top:2.5rem;border-top:1px solid #ddd;padding-top:1rem}\
+             table{border-collapse:collapse;width:100%}td,th{border-bottom:1px solid #eee;padding:.3rem;text-align:left;vertical-align:top}\
+             .m{font-weight:700;color:#005a9c}</style></head><body>",
+        );
+        out.push_str(&format!(
+            "<h1>Dupify API reference</h1><p>{}</p><p>Machine-readable: <a href=\"/v1/openapi.json\">/v1/openapi.json</a>. \
+             Authenticate with <code>X-API-Key: KEY</code> or <code>Authorization: Bearer KEY</code>.</p>",
+            esc(doc["info"]["description"].as_str().unwrap_or_default())
+        ));
+        out.push_str("<h2>Errors</h2><table><tr><th>status</th><th>code</th><th>meaning</th></tr>");
+        for c in ErrorCode::ALL {
+            out.push_str(&format!(
+                "<tr><td>{}</td><td><code>{}</code></td><td>{}</td></tr>",
+                c.status(),
+                c.as_str(),
+                esc(c.default_message())
+            ));
+        }
+        out.push_str("</table>");
+        if let Some(paths) = doc["paths"].as_object() {
+            for (path, methods) in paths {
+                for (method, op) in methods.as_object().into_iter().flatten() {
+                    out.push_str(&format!(
+                        "<h2 id=\"{id}\"><span class=\"m\">{}</span> <code>{}</code> — {}</h2><p>{}</p>",
+                        method.to_uppercase(),
+                        esc(path),
+                        esc(op["summary"].as_str().unwrap_or_default()),
+                        esc(op["description"].as_str().unwrap_or_default()).replace("\n\n", "</p><p>"),
+                        id = esc(&path.replace('/', "-"))
+                    ));
+                    let body = &op["requestBody"]["content"]["application/json"]["schema"]["allOf"];
+                    if let Some(options) = body.get(1).and_then(|o| o["properties"].as_object()) {
+                        out.push_str("<table><tr><th>option</th><th>type</th><th>notes</th></tr>");
+                        for (name, schema) in options {
+                            let mut notes = schema["description"].as_str().map(esc).unwrap_or_default();
+                            if let Some(d) = schema.get("default") {
+                                notes = format!("default {d}. {notes}");
+                            }
+                            out.push_str(&format!(
+                                "<tr><td><code>{}</code></td><td>{}</td><td>{}</td></tr>",
+                                esc(name),
+                                esc(&type_of(schema)),
+                                notes
+                            ));
+                        }
+                        out.push_str("</table>");
+                    }
+                    out.push_str("<p>Answers: ");
+                    let answers: Vec<String> = op["responses"]
+                        .as_object()
+                        .into_iter()
+                        .flatten()
+                        .map(|(status, r)| {
+                            format!(
+                                "<b>{}</b> {}",
+                                esc(status),
+                                esc(r["description"].as_str().unwrap_or_default())
+                            )
+                        })
+                        .collect();
+                    out.push_str(&answers.join("; "));
+                    out.push_str("</p>");
+                }
+            }
+        }
+        out.push_str("</body></html>");
+        out
+    })
+}

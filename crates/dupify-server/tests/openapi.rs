@@ -1,0 +1,149 @@
+//! The OpenAPI document and the reference page say what the server does: every
+//! documented route is routed, the error codes are the table's, and every documented
+//! option of the image endpoints is validated under its documented name.
+
+mod common;
+
+use common::*;
+use serde_json::{json, Value};
+
+async fn document(s: &TestServer) -> Value {
+    let res = client()
+        .get(s.url("/v1/openapi.json"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["content-type"], "application/json");
+    res.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn the_document_matches_the_router_and_the_error_table() {
+    let s = TestServer::start().await;
+    let doc = document(&s).await;
+    assert_eq!(doc["openapi"], "3.1.0");
+    let codes: Vec<&str> = doc["components"]["schemas"]["Error"]["properties"]["error"]
+        ["properties"]["code"]["enum"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap())
+        .collect();
+    let table: Vec<&str> = dupify_core::ErrorCode::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    assert_eq!(codes, table);
+
+    let paths = doc["paths"].as_object().unwrap();
+    let mut documented: Vec<&str> = paths.keys().map(String::as_str).collect();
+    documented.sort();
+    assert_eq!(
+        documented,
+        [
+            "/docs",
+            "/health",
+            "/metrics",
+            "/ready",
+            "/v1/attributes",
+            "/v1/background-remove",
+            "/v1/batch",
+            "/v1/colors",
+            "/v1/embed",
+            "/v1/openapi.json",
+            "/v1/silhouette",
+            "/v1/usage",
+        ]
+    );
+    // Every documented operation exists with that method: without a key, protected
+    // ones answer 401 (never 404 or 405), public ones answer.
+    for (path, methods) in paths {
+        for (method, op) in methods.as_object().unwrap() {
+            let m = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let res = client().request(m, s.url(path)).send().await.unwrap();
+            let status = res.status().as_u16();
+            let secured = !op["security"].as_array().unwrap().is_empty();
+            if secured {
+                assert_eq!(status, 401, "{method} {path}");
+                for (status, r) in op["responses"].as_object().unwrap() {
+                    assert!(r["description"].is_string(), "{path} {status}");
+                }
+                assert!(op["responses"]["401"].is_object(), "{path} documents 401");
+            } else {
+                assert_eq!(status, 200, "{method} {path}");
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn the_reference_page_renders_every_route_and_code() {
+    let s = TestServer::start().await;
+    let res = client().get(s.url("/docs")).send().await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert!(res.headers()["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let page = res.text().await.unwrap();
+    let doc = document(&s).await;
+    for path in doc["paths"].as_object().unwrap().keys() {
+        assert!(page.contains(&format!("<code>{path}</code>")), "{path}");
+    }
+    for c in dupify_core::ErrorCode::ALL {
+        assert!(page.contains(c.as_str()), "{}", c.as_str());
+    }
+    assert!(page.contains("max_colors"));
+    assert!(
+        !page.contains("http://") && !page.contains("https://"),
+        "nothing fetched from elsewhere"
+    );
+}
+
+/// A value of the wrong kind for a documented option.
+fn wrong_value(schema: &Value) -> Value {
+    match schema["type"].as_str() {
+        Some("boolean") => json!("yes"),
+        Some("integer") => json!("ten"),
+        Some("string") => json!(42),
+        Some("array") => json!("not a list"),
+        Some("object") => json!(7),
+        other => panic!("no wrong value for {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn every_documented_option_is_checked_under_its_name() {
+    let s = TestServer::with_models(ModelSet::Segmentation, |_| {}).await;
+    let key = s.admin_key().await;
+    let doc = document(&s).await;
+    let image = distinct_png(5);
+    let mut checked = 0;
+    for (path, methods) in doc["paths"].as_object().unwrap() {
+        let Some(op) = methods.get("post") else {
+            continue;
+        };
+        let options = op["requestBody"]["content"]["application/json"]["schema"]["allOf"][1]
+            ["properties"]
+            .as_object()
+            .unwrap();
+        for (name, schema) in options {
+            let mut body = json!({"image_base64": image});
+            if path == "/v1/batch" && name != "operations" {
+                body["operations"] = json!(["colors"]);
+            }
+            body[name] = wrong_value(schema);
+            let res = post(&client(), &s.url(path), &key, body.clone()).await;
+            let e = expect_error(res, 400, "invalid_parameter").await;
+            let parameter = e["details"]["parameter"].as_str().unwrap();
+            // A wrong text form is reported as the conflicting image form or itself.
+            assert!(
+                parameter == name || (name.starts_with("text") && parameter == "image_base64"),
+                "{path} {name}: {e}"
+            );
+            checked += 1;
+        }
+    }
+    assert!(checked >= 15, "checked {checked}");
+}
