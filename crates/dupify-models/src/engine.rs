@@ -99,6 +99,10 @@ pub trait Engine: Send + 'static {
     /// Runs `batch` items. `inputs[i]` holds input `i` of `spec().inputs` for every item,
     /// concatenated; the result holds, per output, every item's data concatenated.
     fn run(&mut self, batch: usize, inputs: &[TensorData]) -> Result<Vec<Vec<f32>>, EngineError>;
+
+    /// Runs once on a dummy input where the engine can make one, so the first real
+    /// request does not pay for lazy initialisation. Failures are only logged.
+    fn warm_up(&mut self) {}
 }
 
 /// Creates engine instances from a model file.

@@ -98,18 +98,50 @@ impl EngineLoader for OnnxLoader {
             inputs: spec_of(session.inputs()),
             outputs: spec_of(session.outputs()),
         };
-        Ok(Box::new(OnnxEngine { session, spec }))
+        let input_is_i64 = session
+            .inputs()
+            .iter()
+            .map(|o| o.dtype().tensor_type() == Some(ort::value::TensorElementType::Int64))
+            .collect();
+        Ok(Box::new(OnnxEngine {
+            session,
+            spec,
+            input_is_i64,
+        }))
     }
 }
 
 pub struct OnnxEngine {
     session: Session,
     spec: ModelSpec,
+    /// Element type per input: i64 (token ids, masks) or f32 (everything else here).
+    input_is_i64: Vec<bool>,
 }
 
 impl Engine for OnnxEngine {
     fn spec(&self) -> &ModelSpec {
         &self.spec
+    }
+
+    fn warm_up(&mut self) {
+        // Zeros of one item; a dynamic non-batch dimension (a sequence) gets length 1.
+        let inputs: Vec<TensorData> = self
+            .spec
+            .inputs
+            .iter()
+            .zip(&self.input_is_i64)
+            .map(|(i, &is_i64)| {
+                let n = i.dims.iter().skip(1).map(|&d| d.max(1) as usize).product();
+                if is_i64 {
+                    TensorData::I64(vec![0; n])
+                } else {
+                    TensorData::F32(vec![0.0; n])
+                }
+            })
+            .collect();
+        if let Err(e) = self.run(1, &inputs) {
+            tracing::warn!(error = %e, "warm-up run failed");
+        }
     }
 
     fn run(&mut self, batch: usize, inputs: &[TensorData]) -> Result<Vec<Vec<f32>>, EngineError> {

@@ -108,6 +108,18 @@ impl ModelPool {
             None
         };
         let spec = engines[0].spec().clone();
+        // The first run of an instance pays for allocation and weight prepacking (u2net:
+        // ~1.5 s): pay it now rather than on a customer's first request.
+        let started = Instant::now();
+        engines.iter_mut().for_each(|e| e.warm_up());
+        if let Some(Ok(mut e)) = solo.as_ref().map(|s| s.lock()) {
+            e.warm_up();
+        }
+        tracing::debug!(
+            model = name,
+            ms = started.elapsed().as_millis() as u64,
+            "warmed up"
+        );
         let max_batch = if spec.batch_capable() {
             options.max_batch.max(1)
         } else {

@@ -29,7 +29,11 @@ pub const WORKING_SIDE: u32 = 512;
 pub const DECODE_MIN_SIDE: u32 = 384;
 
 /// Bumped whenever a feature's output changes, so stale cache entries are never served.
-pub const FEATURE_VERSION: &str = "features-2";
+pub const FEATURE_VERSION: &str = "features-3";
+
+/// Smallest share of the frame a segmentation mask must keep to be used for features
+/// (0.2 %: a 20 × 20 px product in a 512 × 384 working copy).
+pub const MIN_MODEL_FOREGROUND: f32 = 0.002;
 
 /// What an operation needs besides the working copy. The pipeline computes the union
 /// for all operations on an image once.
@@ -127,16 +131,20 @@ pub struct Prepared {
 
 impl Prepared {
     /// How the product was separated from its background: the image's own alpha, else
-    /// the segmentation model, else the model-free estimate.
+    /// the segmentation model, else the model-free estimate. A model mask that keeps
+    /// (almost) nothing is not used either: features of "no pixels" would silently be
+    /// features of all pixels, under the model's name.
     pub fn foreground(&self) -> &ForegroundEstimate {
         self.foreground.get_or_init(|| {
             if let (false, Some((mask, _))) = (self.cutout, &self.model_mask) {
                 let (w, h) = self.image.dimensions();
                 let m = dupify_images::resize_mask(mask, w, h);
-                ForegroundEstimate::from_mask(m, ForegroundMethod::Model)
-            } else {
-                border_estimate(&self.image)
+                let est = ForegroundEstimate::from_mask(m, ForegroundMethod::Model);
+                if est.foreground_ratio >= MIN_MODEL_FOREGROUND {
+                    return est;
+                }
             }
+            border_estimate(&self.image)
         })
     }
 
@@ -583,7 +591,49 @@ pub async fn run_ops_request(
 
 #[cfg(test)]
 mod tests {
-    use super::finish_object;
+    use super::*;
+
+    fn prepared(mask: image::GrayImage) -> Prepared {
+        // A red product on a white backdrop.
+        let image = image::RgbaImage::from_fn(120, 90, |x, y| {
+            if (30..90).contains(&x) && (20..70).contains(&y) {
+                image::Rgba([200, 30, 40, 255])
+            } else {
+                image::Rgba([255, 255, 255, 255])
+            }
+        });
+        Prepared {
+            image,
+            full: None,
+            original_width: 120,
+            original_height: 90,
+            has_alpha: false,
+            cutout: false,
+            model_mask: Some((mask, "u2netp".into())),
+            clip_embedding: None,
+            foreground: std::sync::OnceLock::new(),
+        }
+    }
+
+    #[test]
+    fn the_model_mask_is_used_unless_it_keeps_nothing() {
+        let mut m = image::GrayImage::new(320, 320);
+        for y in 70..250 {
+            for x in 80..240 {
+                m.put_pixel(x, y, image::Luma([255]));
+            }
+        }
+        let p = prepared(m);
+        assert_eq!(p.foreground().method, ForegroundMethod::Model);
+        assert_eq!(p.foreground_source(), "u2netp");
+        assert!((p.foreground().foreground_ratio - 0.28).abs() < 0.02);
+
+        // An all-background map: the model-free estimate speaks instead, under its name.
+        let p = prepared(image::GrayImage::new(320, 320));
+        assert_eq!(p.foreground().method, ForegroundMethod::BorderColor);
+        assert_eq!(p.foreground_source(), "border_color");
+        assert!((p.foreground().foreground_ratio - 0.278).abs() < 0.02);
+    }
 
     #[test]
     fn finish_object_appends_fields() {
