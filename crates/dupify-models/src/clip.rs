@@ -40,6 +40,9 @@ fn default_ids() -> String {
 fn default_text_output() -> String {
     "text_embeds".into()
 }
+fn default_mask() -> Option<String> {
+    Some("attention_mask".into())
+}
 fn default_context() -> usize {
     77
 }
@@ -65,6 +68,7 @@ pub struct ClipManifest {
     pub vision_output: String,
     #[serde(default = "default_ids")]
     pub text_input_ids: String,
+    #[serde(default = "default_mask")]
     pub text_attention_mask: Option<String>,
     #[serde(default = "default_text_output")]
     pub text_output: String,
@@ -138,11 +142,14 @@ pub fn select(dir: &Path, name: Option<&str>) -> Result<Option<PathBuf>, EngineE
         None if found.len() == 1 => Ok(found.into_iter().next().map(|(p, _)| p)),
         None if found.len() > 1 => {
             let names: Vec<String> = found.iter().map(|(_, m)| m.name.clone()).collect();
-            tracing::warn!(
-                ?names,
-                "several CLIP exports found; set clip_model to choose one"
-            );
-            Ok(None)
+            // Picking one silently would change the embedding space under clients' feet.
+            Err(EngineError::Load {
+                path: dir.display().to_string(),
+                reason: format!(
+                    "several CLIP exports ({}); set clip_model to choose one",
+                    names.join(", ")
+                ),
+            })
         }
         None => Ok(None),
     }
@@ -181,6 +188,23 @@ fn output_index(pool: &ModelPool, name: &str, path: &Path) -> Result<usize, Engi
                     .collect::<Vec<_>>()
             ),
         })
+}
+
+/// The output's last dimension must be the manifest's `dimensions` when the export
+/// states it (a mismatch would fail every request while `/ready` said ready).
+fn check_dimensions(
+    pool: &ModelPool,
+    output: usize,
+    dims: usize,
+    path: &Path,
+) -> Result<(), EngineError> {
+    match pool.spec().outputs[output].dims.last() {
+        Some(&d) if d > 0 && d as usize != dims => Err(EngineError::Load {
+            path: path.display().to_string(),
+            reason: format!("the output has {d} dimensions, the manifest says {dims}"),
+        }),
+        _ => Ok(()),
+    }
 }
 
 fn l2_normalised(mut v: Vec<f32>) -> Vec<f32> {
@@ -233,6 +257,7 @@ impl Clip {
             });
         }
         let vision_output = output_index(&vision, &manifest.vision_output, &vision_path)?;
+        check_dimensions(&vision, vision_output, manifest.dimensions, &vision_path)?;
         let text = match (&manifest.text, &manifest.tokenizer) {
             (Some(text), Some(tok)) => {
                 let text_path = dir.join(text);
@@ -266,6 +291,7 @@ impl Clip {
                     }
                 }
                 let output = output_index(&pool, &manifest.text_output, &text_path)?;
+                check_dimensions(&pool, output, manifest.dimensions, &text_path)?;
                 let pad_id = tokenizer
                     .get_padding()
                     .map(|p| i64::from(p.pad_id))

@@ -95,12 +95,18 @@ impl ModelPool {
         observe: Observer,
     ) -> Result<Self, EngineError> {
         let instances = options.instances.max(1);
-        let threads = options.threads.max(1);
+        // A single instance never runs beside another of its model: it gets the solo
+        // thread count itself (a separate solo instance would only be used when idle).
+        let threads = if instances == 1 {
+            options.threads.max(options.solo_threads).max(1)
+        } else {
+            options.threads.max(1)
+        };
         let mut engines = Vec::with_capacity(instances);
         for _ in 0..instances {
             engines.push(loader.load(path, threads)?);
         }
-        let solo: Option<SharedEngine> = if options.solo_threads > threads {
+        let solo: Option<SharedEngine> = if instances > 1 && options.solo_threads > threads {
             Some(Arc::new(std::sync::Mutex::new(
                 loader.load(path, options.solo_threads)?,
             )))
@@ -161,10 +167,10 @@ impl ModelPool {
                         let result = match solo_guard {
                             Some(mut wide) => {
                                 stats.solo_runs.fetch_add(1, Ordering::Relaxed);
-                                execute(&model, wide.as_mut(), &jobs, &stats, observe.as_ref())
+                                run_batch(&model, wide.as_mut(), &jobs, &stats, observe.as_ref())
                             }
                             None => {
-                                execute(&model, engine.as_mut(), &jobs, &stats, observe.as_ref())
+                                run_batch(&model, engine.as_mut(), &jobs, &stats, observe.as_ref())
                             }
                         };
                         // Free before replying: the caller's next request must find
@@ -297,34 +303,56 @@ fn execute(
     result
 }
 
-/// Hands each job its part of the batch's outputs (or the batch's error).
-fn reply(jobs: Vec<Job>, result: Result<Outputs, EngineError>) {
-    let batch = jobs.len();
-    match result {
-        Ok(outputs) if batch == 1 => {
-            let mut jobs = jobs;
-            if let Some(job) = jobs.pop() {
-                let _ = job.reply.send(Ok(outputs));
-            }
-        }
-        Ok(outputs) => {
-            // Split every output evenly across the items.
-            let per_item: Vec<usize> = outputs.iter().map(|o| o.len() / batch).collect();
-            for (i, job) in jobs.into_iter().enumerate() {
-                let mine = outputs
-                    .iter()
-                    .zip(&per_item)
-                    .map(|(o, &n)| o[i * n..(i + 1) * n].to_vec())
-                    .collect();
-                let _ = job.reply.send(Ok(mine));
-            }
-        }
-        Err(e) => {
-            let message = e.to_string();
-            for job in jobs {
-                let _ = job.reply.send(Err(EngineError::Run(message.clone())));
-            }
-        }
+/// [`execute`] with two safety nets: a panicking engine becomes an error for its items
+/// (the worker and the counters survive), and a failed batch of several items is
+/// retried item by item, so one bad item (or another customer's) fails alone.
+fn run_batch(
+    model: &str,
+    engine: &mut dyn crate::engine::Engine,
+    jobs: &[Job],
+    stats: &Stats,
+    observe: &(dyn Fn(&str, usize, Duration) + Send + Sync),
+) -> Vec<Result<Outputs, EngineError>> {
+    let mut guarded = |jobs: &[Job]| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            execute(model, &mut *engine, jobs, stats, observe)
+        }))
+        .unwrap_or_else(|_| {
+            tracing::error!(model, "the inference engine panicked");
+            Err(EngineError::Run("the inference engine panicked".into()))
+        })
+    };
+    match guarded(jobs) {
+        Ok(outputs) => split(outputs, jobs.len()),
+        Err(_) if jobs.len() > 1 => jobs
+            .iter()
+            .map(|j| guarded(std::slice::from_ref(j)))
+            .collect(),
+        Err(e) => vec![Err(e)],
+    }
+}
+
+/// Splits every output of a batch evenly across its `n` items.
+fn split(outputs: Outputs, n: usize) -> Vec<Result<Outputs, EngineError>> {
+    if n == 1 {
+        return vec![Ok(outputs)];
+    }
+    let per_item: Vec<usize> = outputs.iter().map(|o| o.len() / n).collect();
+    (0..n)
+        .map(|i| {
+            Ok(outputs
+                .iter()
+                .zip(&per_item)
+                .map(|(o, &k)| o[i * k..(i + 1) * k].to_vec())
+                .collect())
+        })
+        .collect()
+}
+
+/// Hands each job its result.
+fn reply(jobs: Vec<Job>, results: Vec<Result<Outputs, EngineError>>) {
+    for (job, result) in jobs.into_iter().zip(results) {
+        let _ = job.reply.send(result);
     }
 }
 
@@ -381,6 +409,7 @@ mod tests {
             self.batches.lock().unwrap().push(batch);
             self.threads_used.lock().unwrap().push(self.threads);
             match &inputs[0] {
+                TensorData::F32(v) if v.first() == Some(&-1.0) => panic!("engine bug"),
                 TensorData::F32(v) if v.len() == batch * 2 => {
                     Ok(vec![v.iter().map(|x| x * 2.0).collect()])
                 }
@@ -532,20 +561,41 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn abandoned_items_are_skipped_and_errors_reach_every_item() {
+    async fn abandoned_items_are_skipped_and_a_bad_item_fails_alone() {
         let (p, gate, batches) = pool(-1, 1, 32);
         let first = p.enqueue(vec![TensorData::F32(vec![0.0, 0.0])]).unwrap();
         wait_until(|| p.queue_depth() == 0);
         // A caller that went away (its request was dropped) costs no inference.
         drop(p.enqueue(vec![TensorData::F32(vec![5.0, 5.0])]).unwrap());
-        // A malformed item fails the run it is in; every item of that run hears of it.
+        // A malformed item fails the batch it is in; the batch is retried item by item,
+        // so only that item fails.
         let bad = p.enqueue(vec![TensorData::F32(vec![1.0])]).unwrap();
         let ok = p.enqueue(vec![TensorData::F32(vec![1.0, 1.0])]).unwrap();
         open(&gate);
         first.wait().await.unwrap();
         assert!(bad.wait().await.is_err());
-        assert!(ok.wait().await.is_err());
-        assert_eq!(*batches.lock().unwrap(), vec![1, 2]);
+        assert_eq!(ok.wait().await.unwrap(), vec![vec![2.0, 2.0]]);
+        assert_eq!(*batches.lock().unwrap(), vec![1, 2, 1, 1]);
+    }
+
+    #[tokio::test]
+    async fn a_panicking_engine_fails_its_item_and_the_pool_carries_on() {
+        let (p, gate, _, threads_used) = pool_with(1, 2, 32, 2);
+        open(&gate);
+        let e = p
+            .infer(vec![TensorData::F32(vec![-1.0, 0.0])])
+            .await
+            .unwrap_err();
+        assert!(e.to_string().contains("panicked"), "{e}");
+        // Both workers still serve, and the lone request still gets the solo instance
+        // (the running count was not left raised by the panic).
+        threads_used.lock().unwrap().clear();
+        for _ in 0..4 {
+            p.infer(vec![TensorData::F32(vec![1.0, 0.0])])
+                .await
+                .unwrap();
+        }
+        assert_eq!(*threads_used.lock().unwrap(), vec![2, 2, 2, 2]);
     }
 
     #[tokio::test]

@@ -62,6 +62,9 @@ pub struct Models {
     segmenters: BTreeMap<String, Arc<Segmenter>>,
     default_segmentation: String,
     clip: Option<Arc<Clip>>,
+    /// Why a CLIP model that is configured or installed is not loaded. Requests that
+    /// would use it are refused rather than answered from another embedding space.
+    clip_problem: Option<String>,
     problems: Vec<ModelStatus>,
     instances: usize,
 }
@@ -124,6 +127,7 @@ impl Models {
                 }
             }
             Err(e) => {
+                tracing::warn!(error = %e, "CLIP model not loaded");
                 problems.push(missing(
                     config.clip.as_deref().unwrap_or("clip"),
                     "clip",
@@ -132,10 +136,15 @@ impl Models {
                 None
             }
         };
+        let clip_problem = problems
+            .iter()
+            .find(|p| p.kind == "clip")
+            .and_then(|p| p.error.clone());
         Models {
             default_segmentation: config.segmentation.first().cloned().unwrap_or_default(),
             segmenters,
             clip,
+            clip_problem,
             problems,
             instances: options.instances,
         }
@@ -147,6 +156,7 @@ impl Models {
             segmenters: BTreeMap::new(),
             default_segmentation: String::new(),
             clip: None,
+            clip_problem: None,
             problems: Vec::new(),
             instances: 0,
         }
@@ -184,6 +194,12 @@ impl Models {
 
     pub fn clip(&self) -> Option<&Arc<Clip>> {
         self.clip.as_ref()
+    }
+
+    /// `Some(reason)` when a CLIP model should be there (configured, or exports are
+    /// installed) but did not load.
+    pub fn clip_problem(&self) -> Option<&str> {
+        self.clip_problem.as_deref()
     }
 
     /// Every configured model with its state; `ready` is false for the missing ones.

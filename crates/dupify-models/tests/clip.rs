@@ -248,6 +248,10 @@ fn broken_manifests_are_refused_with_a_reason() {
             "kind",
         ),
         (format!("{manifest}\nsurprise = 1\n"), "surprise"),
+        (
+            manifest.replace("dimensions = 16", "dimensions = 32"),
+            "manifest says 32",
+        ),
     ];
     for (text, expect) in cases {
         std::fs::write(dir.path().join("manifest.toml"), &text).unwrap();

@@ -104,6 +104,18 @@ impl ModelChoice {
         })
     }
 
+    /// Refuses a request that needs the CLIP model when one should be loaded but is
+    /// not: answering from `dupify-visual-v1` instead would mix two vector spaces.
+    pub fn require_clip_if_expected(&self, state: &AppState) -> Result<(), ApiError> {
+        match (&self.clip, state.models.clip_problem()) {
+            (None, Some(reason)) => Err(ApiError::unavailable(
+                format!("the CLIP model is not loaded: {reason}"),
+                30,
+            )),
+            _ => Ok(()),
+        }
+    }
+
     pub fn segmenter_name(&self) -> &str {
         self.segmenter.as_ref().map_or("none", |s| s.name())
     }
@@ -212,8 +224,9 @@ pub trait ImageOp: Send + Sync + 'static {
     fn run(&self, p: &Prepared) -> Result<Map<String, Value>, ApiError>;
 }
 
-/// Maps a model failure to the API's errors: a full queue is the documented 503 with
-/// `Retry-After`; anything else is ours (500, logged).
+/// Maps a model failure to the API's errors (SPEC §2): a full queue or a stopped model
+/// is 503 with `Retry-After`; a model that fails on this image is 422
+/// `processing_failed`. The details are logged, never sent.
 pub fn model_error(e: dupify_models::EngineError) -> ApiError {
     use dupify_models::EngineError;
     match e {
@@ -224,9 +237,14 @@ pub fn model_error(e: dupify_models::EngineError) -> ApiError {
                 1,
             )
         }
-        other => {
-            tracing::error!(error = %other, "model inference failed");
-            ApiError::internal()
+        EngineError::Stopped | EngineError::Runtime(_) | EngineError::Load { .. } => {
+            tracing::error!(error = %e, "model unavailable");
+            ApiError::unavailable("A model this request needs is not available right now.", 30)
+        }
+        EngineError::Input(_) | EngineError::Run(_) => {
+            tracing::warn!(error = %e, "model failed on an image");
+            ApiError::from_code(dupify_core::ErrorCode::ProcessingFailed)
+                .with_message("The model could not process this image.")
         }
     }
 }

@@ -976,3 +976,78 @@ green = ["green"]
     let e = expect_error(res, 503, "service_unavailable").await;
     assert!(e["message"].as_str().unwrap().contains("template"), "{e}");
 }
+
+#[tokio::test]
+async fn a_clip_model_that_does_not_load_is_refused_not_replaced() {
+    // A models directory with the runtime, u2netp and a CLIP export whose manifest
+    // disagrees with its files.
+    let dir = tempfile::tempdir().unwrap();
+    let src = project_models_dir();
+    for f in ["libonnxruntime.so", "u2netp.onnx"] {
+        std::os::unix::fs::symlink(src.join(f), dir.path().join(f)).unwrap();
+    }
+    let fixture = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../dupify-models/tests/fixtures/tiny-clip");
+    let clip = dir.path().join("tiny-clip");
+    std::fs::create_dir(&clip).unwrap();
+    for f in ["vision.onnx", "text.onnx", "tokenizer.json"] {
+        std::fs::copy(fixture.join(f), clip.join(f)).unwrap();
+    }
+    let manifest = std::fs::read_to_string(fixture.join("manifest.toml")).unwrap();
+    std::fs::write(
+        clip.join("manifest.toml"),
+        manifest.replace("dimensions = 16", "dimensions = 768"),
+    )
+    .unwrap();
+    let models = dir.path().to_owned();
+    let s = TestServer::start_with(move |c| {
+        c.models_dir = models;
+        c.segmentation_models = vec!["u2netp".into()];
+        c.model_instances = 1;
+    })
+    .await;
+    let key = s.admin_key().await;
+    for body in [
+        json!({"image_base64": product_b64(1)}),
+        json!({"text": "a red dress"}),
+    ] {
+        let res = post(&client(), &s.url("/v1/embed"), &key, body).await;
+        assert!(res.headers().get("retry-after").is_some());
+        let e = expect_error(res, 503, "service_unavailable").await;
+        assert!(
+            e["message"].as_str().unwrap().contains("manifest says 768"),
+            "{e}"
+        );
+    }
+    expect_error(
+        post(
+            &client(),
+            &s.url("/v1/attributes"),
+            &key,
+            json!({"image_base64": product_b64(1)}),
+        )
+        .await,
+        503,
+        "service_unavailable",
+    )
+    .await;
+    // What does not need CLIP still works.
+    let (st, _) = call(
+        &s,
+        &key,
+        "/v1/silhouette",
+        json!({"image_base64": product_b64(1)}),
+    )
+    .await;
+    assert_eq!(st, 200);
+    let ready = client().get(s.url("/ready")).send().await.unwrap();
+    assert_eq!(ready.status(), 503);
+    let body: Value = ready.json().await.unwrap();
+    assert!(
+        body["missing"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("tiny-clip")),
+        "{body}"
+    );
+}

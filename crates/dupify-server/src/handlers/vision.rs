@@ -240,6 +240,11 @@ async fn embed_text(
             .into())
         }
     };
+    if let (None, Some(reason)) = (state.models.clip(), state.models.clip_problem()) {
+        return Err(
+            ApiError::unavailable(format!("the CLIP model is not loaded: {reason}"), 30).into(),
+        );
+    }
     let clip = match state.models.clip() {
         Some(c) if c.has_text() => c.clone(),
         _ => {
@@ -596,6 +601,9 @@ pub async fn build_op(
     o: &Map<String, Value>,
     models: &ModelChoice,
 ) -> Result<Arc<dyn ImageOp>, ApiError> {
+    if matches!(name, "embed" | "attributes") {
+        models.require_clip_if_expected(state)?;
+    }
     Ok(match name {
         "embed" => Arc::new(EmbedOp::new(o, models)?),
         "colors" => Arc::new(ColorsOp::from_options(o, models)?),
