@@ -323,6 +323,14 @@ impl Clip {
         &self.manifest.name
     }
 
+    /// The name with the loaded files' fingerprints, for cache keys.
+    pub fn key(&self) -> String {
+        match &self.text {
+            Some(t) => format!("{}+{}", self.vision.key(), t.pool.key()),
+            None => self.vision.key(),
+        }
+    }
+
     pub fn manifest(&self) -> &ClipManifest {
         &self.manifest
     }

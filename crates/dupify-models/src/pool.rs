@@ -68,6 +68,7 @@ type SharedEngine = Arc<std::sync::Mutex<Box<dyn crate::engine::Engine>>>;
 pub struct ModelPool {
     name: String,
     path: PathBuf,
+    fingerprint: String,
     spec: ModelSpec,
     sender: Sender<Job>,
     stats: Arc<Stats>,
@@ -184,6 +185,7 @@ impl ModelPool {
         Ok(ModelPool {
             name: name.to_string(),
             path: path.to_path_buf(),
+            fingerprint: fingerprint(path),
             spec,
             sender,
             stats,
@@ -201,6 +203,12 @@ impl ModelPool {
 
     pub fn spec(&self) -> &ModelSpec {
         &self.spec
+    }
+
+    /// `name@<size>-<mtime>` of the loaded file: part of cache keys, so replacing a
+    /// model file under the same name never serves answers of the old one.
+    pub fn key(&self) -> String {
+        format!("{}@{}", self.name, self.fingerprint)
     }
 
     pub fn max_batch(&self) -> usize {
@@ -273,6 +281,18 @@ impl Pending {
     pub async fn wait(self) -> Result<Vec<Vec<f32>>, EngineError> {
         self.0.await.map_err(|_| EngineError::Stopped)?
     }
+}
+
+/// Size and modification time of a model file, cheap to read at load (hashing 176 MB
+/// would cost a second per start).
+fn fingerprint(path: &Path) -> String {
+    let meta = std::fs::metadata(path).ok();
+    let len = meta.as_ref().map_or(0, |m| m.len());
+    let mtime = meta
+        .and_then(|m| m.modified().ok())
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map_or(0, |d| d.as_nanos());
+    format!("{len:x}-{mtime:x}")
 }
 
 /// Runs one batch on `engine` (the caller has already dropped abandoned jobs).

@@ -99,6 +99,11 @@ impl Segmenter {
         self.pool.name()
     }
 
+    /// The name with the loaded file's fingerprint, for cache keys.
+    pub fn key(&self) -> String {
+        self.pool.key()
+    }
+
     /// The 320×320 saliency mask for a preprocessed input (see [`preprocess`]).
     pub async fn mask(&self, input: Vec<f32>) -> Result<GrayImage, EngineError> {
         let outputs = self.pool.infer(vec![TensorData::F32(input)]).await?;

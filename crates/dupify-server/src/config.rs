@@ -52,7 +52,8 @@ pub struct ServerConfig {
     pub clip_model: String,
     /// ONNX Runtime shared library. Empty = `models_dir/libonnxruntime.so`.
     pub onnxruntime_library: String,
-    /// Instances of each segmentation model, run side by side. 0 = number of cores.
+    /// Instances of each segmentation model, run side by side. 0 = number of cores, at
+    /// most 4.
     pub model_instances: usize,
     /// Threads one inference may use (keep instances × threads ≤ cores).
     pub model_intra_threads: usize,
@@ -67,6 +68,10 @@ pub struct ServerConfig {
     /// Zero-shot attribute taxonomy. Empty = `models_dir/taxonomy.toml` if present,
     /// else the built-in one.
     pub taxonomy_file: String,
+    /// Longest side of a background-removal answer: larger images are cut out at this
+    /// size (decoded at reduced scale where the format allows), which bounds the memory
+    /// one image can take (a 50-megapixel upload would otherwise need ~1 GB on its way).
+    pub cutout_max_side: u32,
     /// Base URL `dupify models pull` downloads CLIP exports from (a mirror may stand in).
     pub model_hub: String,
 }
@@ -99,6 +104,7 @@ impl Default for ServerConfig {
             model_queue_limit: 32,
             model_max_batch: 16,
             taxonomy_file: String::new(),
+            cutout_max_side: 4096,
             model_hub: dupify_models::pull::DEFAULT_HUB.into(),
         }
     }
@@ -119,8 +125,10 @@ impl ServerConfig {
                 .then(|| PathBuf::from(&self.onnxruntime_library)),
             segmentation: self.segmentation_models.clone(),
             clip: (!self.clip_model.is_empty()).then(|| self.clip_model.clone()),
+            // One per core, but not past 4: each u2net instance holds ~180 MB of weights
+            // and a big machine gains little from more parallel copies of one model.
             instances: if self.model_instances == 0 {
-                cores
+                cores.min(4)
             } else {
                 self.model_instances
             },

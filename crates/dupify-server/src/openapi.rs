@@ -237,6 +237,7 @@ fn build() -> Value {
             "image_base64": {"type": "string", "contentEncoding": "base64"},
             "format": {"const": "png"}, "output": {"type": "string"},
             "width": {"type": "integer"}, "height": {"type": "integer"},
+            "original_width": {"type": "integer"}, "original_height": {"type": "integer"},
             "foreground_ratio": {"type": "number"},
             "crop_box": {"type": ["object", "null"], "properties": {
                 "x": {"type": "integer"}, "y": {"type": "integer"},

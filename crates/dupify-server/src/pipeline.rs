@@ -116,8 +116,16 @@ impl ModelChoice {
         }
     }
 
-    pub fn segmenter_name(&self) -> &str {
-        self.segmenter.as_ref().map_or("none", |s| s.name())
+    /// The segmentation model as it enters cache keys: name and file fingerprint.
+    pub fn segmenter_key(&self) -> String {
+        self.segmenter
+            .as_ref()
+            .map_or_else(|| "none".into(), |s| s.key())
+    }
+
+    /// The CLIP model as it enters cache keys, when one is loaded.
+    pub fn clip_key(&self) -> Option<String> {
+        self.clip.as_ref().map(|c| c.key())
     }
 }
 
@@ -177,24 +185,36 @@ impl Prepared {
 
 /// Whether any pixel is mostly transparent: such an image is already cut out.
 fn has_cutout(img: &image::RgbaImage) -> bool {
-    img.pixels().any(|p| p.0[3] < 128)
+    let transparent = img.pixels().filter(|p| p.0[3] < 128).count();
+    transparent as f64 >= CUTOUT_MIN_TRANSPARENT * (img.width() as f64 * img.height() as f64)
 }
 
-/// Decodes at reduced scale where the format allows it (unless the full image is
-/// needed) and builds the working copy (longer side between 384 and 512 px for large
-/// images).
-pub fn prepare(bytes: &[u8], limits: &IntakeLimits, full: bool) -> Result<Prepared, ApiError> {
-    let target = if full {
-        DecodeTarget::Full
-    } else {
-        DecodeTarget::AtLeast(DECODE_MIN_SIDE)
+/// Share of mostly transparent pixels from which an image counts as already cut out
+/// (its alpha is the mask, no model runs). Below it (rounded corners, a transparent
+/// frame line) the image is segmented like an opaque one.
+pub const CUTOUT_MIN_TRANSPARENT: f64 = 0.02;
+
+/// Decodes at reduced scale where the format allows it and builds the working copy
+/// (longer side between 384 and 512 px for large images). `full`: an operation answers
+/// at the original size (background removal), up to that longer side; bigger images
+/// are decoded at reduced scale where possible and shrunk to it, which bounds the
+/// memory one image can take.
+pub fn prepare(
+    bytes: &[u8],
+    limits: &IntakeLimits,
+    full: Option<u32>,
+) -> Result<Prepared, ApiError> {
+    let target = match full {
+        Some(side) => DecodeTarget::AtLeast(side),
+        None => DecodeTarget::AtLeast(DECODE_MIN_SIDE),
     };
     let decoded = dupify_images::decode(bytes, limits, target)?;
-    let (image, full) = if full {
-        let working = dupify_images::fitted_copy(&decoded.image, WORKING_SIDE);
-        (working, Some(decoded.image))
-    } else {
-        (dupify_images::fit_within(decoded.image, WORKING_SIDE), None)
+    let (image, full) = match full {
+        Some(side) => {
+            let full = dupify_images::fit_within(decoded.image, side);
+            (dupify_images::fitted_copy(&full, WORKING_SIDE), Some(full))
+        }
+        None => (dupify_images::fit_within(decoded.image, WORKING_SIDE), None),
     };
     let cutout = decoded.has_alpha && has_cutout(&image);
     Ok(Prepared {
@@ -267,12 +287,13 @@ pub async fn process_image(
 
     let permit = state.cpu_slot().await?;
     let limits = state.intake;
+    let full_side = state.config.cutout_max_side.max(WORKING_SIDE);
     let (seg, cl) = (segmenter.clone(), clip.clone());
     let (mut prepared, seg_input, clip_input) = tokio::task::spawn_blocking(move || {
         let _permit = permit;
         let t = Instant::now();
         // Decode errors name the image they are about, as intake errors do.
-        let p = prepare(&bytes, &limits, needs.full_resolution)
+        let p = prepare(&bytes, &limits, needs.full_resolution.then_some(full_side))
             .map_err(|e| with_parameter(e, &parameter))?;
         // A cut-out image needs no segmentation: its alpha is the answer.
         let seg_input = seg

@@ -37,6 +37,7 @@ pub struct SemanticAttribute {
 
 /// Class embeddings of a taxonomy for one CLIP model.
 pub struct SemanticIndex {
+    /// The CLIP model's cache key (name and file fingerprints).
     pub model: String,
     /// SHA-256 of the taxonomy text: part of the cache key, so editing the file
     /// invalidates old answers.
@@ -92,7 +93,7 @@ impl SemanticIndex {
             });
         }
         Ok(SemanticIndex {
-            model: clip.name().to_string(),
+            model: clip.key(),
             taxonomy_hash: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(text.as_bytes())),
             attributes,
         })

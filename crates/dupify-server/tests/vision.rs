@@ -814,6 +814,10 @@ async fn batch_validates_operations_and_options() {
             json!({"image_base64": img, "operations": ["background_remove"], "options": {"background_remove": {"output": "gif"}}}),
             "options.background_remove.output",
         ),
+        (
+            json!({"image_base64": img, "operations": ["background_remove"], "options": {"background_remove": {"model": "u2net"}}}),
+            "options.background_remove.model",
+        ),
     ] {
         expect_invalid(&s, &key, "/v1/batch", body, parameter).await;
     }
@@ -1050,4 +1054,49 @@ async fn a_clip_model_that_does_not_load_is_refused_not_replaced() {
             .contains(&json!("tiny-clip")),
         "{body}"
     );
+}
+
+#[tokio::test]
+async fn large_images_are_cut_out_at_the_configured_size_and_small_transparency_is_not_a_cutout() {
+    let s = TestServer::with_models(ModelSet::Segmentation, |c| c.cutout_max_side = 600).await;
+    let key = s.admin_key().await;
+    let jpeg = b64(&encode(&product(800, 640, 3), image::ImageFormat::Jpeg));
+    let (st, out) = call(
+        &s,
+        &key,
+        "/v1/background-remove",
+        json!({"image_base64": jpeg}),
+    )
+    .await;
+    assert_eq!(st, 200, "{out}");
+    assert_eq!(
+        (out["width"].as_u64(), out["height"].as_u64()),
+        (Some(600), Some(480))
+    );
+    assert_eq!(
+        (
+            out["original_width"].as_u64(),
+            out["original_height"].as_u64()
+        ),
+        (Some(800), Some(640))
+    );
+    assert_eq!(decode(&out["image_base64"]).width(), 600);
+
+    // A product photo whose only transparency is its rounded corners is segmented.
+    let photo = product(400, 400, 4);
+    let rounded = RgbaImage::from_fn(400, 400, |x, y| {
+        let p = photo.get_pixel(x, y).0;
+        let (dx, dy) = ((x as i32 - 200).abs() - 180, (y as i32 - 200).abs() - 180);
+        let outside = dx > 0 && dy > 0 && dx * dx + dy * dy > 400;
+        Rgba([p[0], p[1], p[2], if outside { 0 } else { 255 }])
+    });
+    let (st, out) = call(
+        &s,
+        &key,
+        "/v1/background-remove",
+        json!({"image_base64": b64(&png_rgba(&rounded)), "output": "mask"}),
+    )
+    .await;
+    assert_eq!(st, 200, "{out}");
+    assert_eq!(out["model"], "u2netp", "{out}");
 }

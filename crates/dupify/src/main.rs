@@ -596,7 +596,8 @@ async fn run_local(
     out: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
-    // Load only the segmentation model this command uses.
+    // One image: one instance (with every core) of only the model this command uses.
+    cfg.model_instances = 1;
     if let Some(m) = &model {
         options.insert("model".into(), m.clone().into());
         cfg.segmentation_models = vec![m.clone()];

@@ -28,7 +28,7 @@ impl ColorsOp {
             max_colors: int_field(opts, "max_colors", 1, 12, 5)? as u8,
             foreground_only: bool_field(opts, "foreground_only", true)?,
             include_quality: bool_field(opts, "include_quality", false)?,
-            segmenter: models.segmenter_name().to_string(),
+            segmenter: models.segmenter_key(),
         })
     }
 }

@@ -99,8 +99,8 @@ impl EmbedOp {
     pub fn new(opts: &Map<String, Value>, models: &ModelChoice) -> Result<Self, ApiError> {
         Ok(EmbedOp {
             include_quality: bool_field(opts, "include_quality", false)?,
-            clip: models.clip.as_ref().map(|c| c.name().to_string()),
-            segmenter: models.segmenter_name().to_string(),
+            clip: models.clip_key(),
+            segmenter: models.segmenter_key(),
         })
     }
 }
@@ -334,7 +334,7 @@ impl AttributesOp {
             ApiError::unavailable(format!("semantic attributes are not ready: {e}"), 5)
         })?;
         Ok(AttributesOp {
-            segmenter: models.segmenter_name().to_string(),
+            segmenter: models.segmenter_key(),
             semantic,
         })
     }
@@ -427,7 +427,7 @@ impl BackgroundRemoveOp {
         Ok(BackgroundRemoveOp {
             output,
             crop: bool_field(opts, "crop", false)?,
-            segmenter: models.segmenter_name().to_string(),
+            segmenter: models.segmenter_key(),
         })
     }
 }
@@ -541,6 +541,10 @@ impl ImageOp for BackgroundRemoveOp {
         );
         out.insert("width".into(), json!(cw));
         out.insert("height".into(), json!(ch));
+        // (beyond) The upload's size: differs from the answer's when it was cropped or
+        // shrunk to `cutout_max_side`.
+        out.insert("original_width".into(), json!(p.original_width));
+        out.insert("original_height".into(), json!(p.original_height));
         out.insert("foreground_ratio".into(), json!(round4(ratio)));
         if self.crop {
             out.insert(
@@ -608,11 +612,11 @@ pub async fn build_op(
         "embed" => Arc::new(EmbedOp::new(o, models)?),
         "colors" => Arc::new(ColorsOp::from_options(o, models)?),
         "silhouette" => Arc::new(SilhouetteOp {
-            segmenter: models.segmenter_name().to_string(),
+            segmenter: models.segmenter_key(),
         }),
         "attributes" => Arc::new(AttributesOp::new(state, models).await?),
         "quality" => Arc::new(QualityOp {
-            segmenter: models.segmenter_name().to_string(),
+            segmenter: models.segmenter_key(),
         }),
         "background_remove" => Arc::new(BackgroundRemoveOp::new(o, models)?),
         _ => return Err(ApiError::from_code(ErrorCode::InternalError)),
@@ -667,6 +671,18 @@ pub async fn batch(
     }
     let options = object_field(&body, "options")?.cloned().unwrap_or_default();
     for (k, v) in &options {
+        // One mask serves every operation of an image, so the model is chosen once.
+        if let Some(m) = v.as_object().and_then(|o| {
+            ["model", "segmentation_model"]
+                .into_iter()
+                .find(|m| o.contains_key(*m))
+        }) {
+            return Err(ApiError::invalid(
+                &format!("options.{k}.{m}"),
+                "the segmentation model applies to every operation of a batch: send segmentation_model at the top level",
+            )
+            .into());
+        }
         if !unique.contains(k) {
             return Err(ApiError::invalid(
                 &format!("options.{k}"),
