@@ -383,6 +383,10 @@ async fn serve(cfg: dupify_server::ServerConfig, issue_dev_key: bool) -> anyhow:
         .await
         .with_context(|| format!("binding {}", cfg.bind))?;
     let addr = listener.local_addr()?;
+    // Models load (and warm up) before the banner: once it says "serving", requests are
+    // answered at once instead of waiting in the listen queue behind the loading.
+    let state = dupify_server::build_state(cfg, Arc::new(store));
+    let cfg = &state.config;
     println!(
         "Dupify is serving on http://{addr} (data dir {})",
         cfg.data_dir.display()
@@ -400,8 +404,6 @@ async fn serve(cfg: dupify_server::ServerConfig, issue_dev_key: bool) -> anyhow:
         println!("Create a key with: dupify keys create --account <ACCOUNT_ID> --name <NAME> (see: dupify accounts list)");
     }
     std::io::stdout().flush()?;
-
-    let state = dupify_server::build_state(cfg, Arc::new(store));
     dupify_server::serve(listener, state, shutdown_signal()).await
 }
 
