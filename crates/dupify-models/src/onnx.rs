@@ -92,6 +92,12 @@ impl EngineLoader for OnnxLoader {
             .map_err(builder_err)?
             .with_inter_op_spinning(false)
             .map_err(builder_err)?
+            // Memory-pattern planning kept ~200 MB more per u2netp instance after real
+            // traffic (server RSS 1.6 GB vs 1.0 GB after 60 cut-outs) for no measurable
+            // speed (7.6 vs 7.75 images/s). The CPU arena stays: without it inference
+            // was 15-30 % slower.
+            .with_memory_pattern(false)
+            .map_err(builder_err)?
             .commit_from_file(path)
             .map_err(|e| fail(e.to_string()))?;
         let spec = ModelSpec {
