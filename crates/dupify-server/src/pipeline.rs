@@ -48,6 +48,13 @@ pub struct Needs {
 }
 
 impl Needs {
+    /// Only the product mask (silhouette, quality).
+    pub const MASK: Needs = Needs {
+        mask: true,
+        full_resolution: false,
+        clip: false,
+    };
+
     fn union(self, o: Needs) -> Needs {
         Needs {
             mask: self.mask || o.mask,

@@ -158,10 +158,7 @@ impl ImageOp for QualityOp {
         format!("seg={}", self.segmenter)
     }
     fn needs(&self) -> Needs {
-        Needs {
-            mask: true,
-            ..Needs::default()
-        }
+        Needs::MASK
     }
     fn run(&self, p: &Prepared) -> Result<Map<String, Value>, ApiError> {
         match quality_block(p)? {
@@ -290,10 +287,7 @@ impl ImageOp for SilhouetteOp {
         format!("seg={}", self.segmenter)
     }
     fn needs(&self) -> Needs {
-        Needs {
-            mask: true,
-            ..Needs::default()
-        }
+        Needs::MASK
     }
     fn run(&self, p: &Prepared) -> Result<Map<String, Value>, ApiError> {
         let f = p.foreground();
