@@ -207,14 +207,6 @@ fn check_dimensions(
     }
 }
 
-fn l2_normalised(mut v: Vec<f32>) -> Vec<f32> {
-    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 && norm.is_finite() {
-        v.iter_mut().for_each(|x| *x /= norm);
-    }
-    v
-}
-
 impl Clip {
     pub fn load(
         dir: &Path,
@@ -331,10 +323,6 @@ impl Clip {
         }
     }
 
-    pub fn manifest(&self) -> &ClipManifest {
-        &self.manifest
-    }
-
     pub fn dimensions(&self) -> usize {
         self.manifest.dimensions
     }
@@ -364,7 +352,9 @@ impl Clip {
                 self.manifest.dimensions
             )));
         }
-        Ok(l2_normalised(v))
+        let mut v = v;
+        dupify_vision::silhouette::l2_normalise(&mut v);
+        Ok(v)
     }
 
     /// L2-normalised image embedding of a preprocessed input.
@@ -381,9 +371,14 @@ impl Clip {
     }
 
     pub fn embed_image_blocking(&self, img: &RgbaImage) -> Result<Vec<f32>, EngineError> {
-        let mut out = self
+        let out = self
             .vision
             .infer_blocking(vec![TensorData::F32(self.preprocess(img))])?;
+        self.image_embedding(out)
+    }
+
+    /// The normalised image embedding among the vision tower's outputs.
+    fn image_embedding(&self, mut out: Vec<Vec<f32>>) -> Result<Vec<f32>, EngineError> {
         if self.vision_output >= out.len() {
             return Err(EngineError::Run("missing image output".into()));
         }
@@ -464,11 +459,6 @@ pub struct ClipPending<'a> {
 
 impl ClipPending<'_> {
     pub async fn embedding(self) -> Result<Vec<f32>, EngineError> {
-        let mut out = self.pending.wait().await?;
-        if self.clip.vision_output >= out.len() {
-            return Err(EngineError::Run("missing image output".into()));
-        }
-        self.clip
-            .check_dims(out.swap_remove(self.clip.vision_output))
+        self.clip.image_embedding(self.pending.wait().await?)
     }
 }

@@ -14,7 +14,7 @@ use ort::value::TensorRef;
 
 use crate::engine::{Engine, EngineError, EngineLoader, IoSpec, ModelSpec, TensorData};
 
-static ENVIRONMENT: OnceLock<Result<(PathBuf, Environment), String>> = OnceLock::new();
+static ENVIRONMENT: OnceLock<Result<Environment, String>> = OnceLock::new();
 
 /// Loads the ONNX Runtime library (first call wins; later calls return the same
 /// environment whatever path they pass).
@@ -29,19 +29,11 @@ pub fn runtime(library: &Path) -> Result<&'static Environment, EngineError> {
         let builder = ort::init_from(library).map_err(|e| format!("{}: {e}", library.display()))?;
         let builder = builder.with_name("dupify").with_telemetry(false);
         let env = builder.build().map_err(|e| e.to_string())?;
-        Ok((library.to_path_buf(), env))
+        Ok(env)
     });
     match init {
-        Ok((_, env)) => Ok(env),
+        Ok(env) => Ok(env),
         Err(e) => Err(EngineError::Runtime(e.clone())),
-    }
-}
-
-/// The library the runtime was loaded from, once loaded.
-pub fn runtime_library() -> Option<&'static Path> {
-    match ENVIRONMENT.get() {
-        Some(Ok((p, _))) => Some(p.as_path()),
-        _ => None,
     }
 }
 

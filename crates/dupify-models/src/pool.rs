@@ -13,7 +13,7 @@
 //! alone 220 ms on 1 thread, 122 ms on 2, while two 1-thread instances side by side
 //! give 13 % more throughput than sharing 2 threads.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -67,7 +67,6 @@ type SharedEngine = Arc<std::sync::Mutex<Box<dyn crate::engine::Engine>>>;
 /// A model loaded in `instances` copies behind one queue.
 pub struct ModelPool {
     name: String,
-    path: PathBuf,
     fingerprint: String,
     spec: ModelSpec,
     sender: Sender<Job>,
@@ -184,7 +183,6 @@ impl ModelPool {
         }
         Ok(ModelPool {
             name: name.to_string(),
-            path: path.to_path_buf(),
             fingerprint: fingerprint(path),
             spec,
             sender,
@@ -195,10 +193,6 @@ impl ModelPool {
 
     pub fn name(&self) -> &str {
         &self.name
-    }
-
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     pub fn spec(&self) -> &ModelSpec {

@@ -150,22 +150,6 @@ impl Models {
         }
     }
 
-    /// No models at all (tests of parts that do not need them).
-    pub fn none() -> Models {
-        Models {
-            segmenters: BTreeMap::new(),
-            default_segmentation: String::new(),
-            clip: None,
-            clip_problem: None,
-            problems: Vec::new(),
-            instances: 0,
-        }
-    }
-
-    pub fn default_segmentation(&self) -> &str {
-        &self.default_segmentation
-    }
-
     /// The segmenter to use: `name` when given, else the default. `Err` says why not.
     pub fn segmenter(&self, name: Option<&str>) -> Result<&Arc<Segmenter>, SegmenterError> {
         let name = name.unwrap_or(&self.default_segmentation);
@@ -186,10 +170,6 @@ impl Models {
                 self.segmenters.keys().cloned().collect(),
             ))
         }
-    }
-
-    pub fn segmentation_names(&self) -> Vec<String> {
-        self.segmenters.keys().cloned().collect()
     }
 
     pub fn clip(&self) -> Option<&Arc<Clip>> {

@@ -146,10 +146,7 @@ fn mean_normalised(vectors: &[Vec<f32>]) -> Vec<f32> {
             *a += b;
         }
     }
-    let norm = m.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 0.0 {
-        m.iter_mut().for_each(|x| *x /= norm);
-    }
+    dupify_vision::silhouette::l2_normalise(&mut m);
     m
 }
 

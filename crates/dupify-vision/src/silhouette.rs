@@ -308,10 +308,10 @@ fn aspect_block(aspect: f32) -> Vec<f32> {
         .collect()
 }
 
-/// Scales `v` to unit length; leaves an all-zero (or nearly) vector alone.
-pub(crate) fn l2_normalise(v: &mut [f32]) {
+/// Scales `v` to unit length; leaves an all-zero (or nearly) or non-finite vector alone.
+pub fn l2_normalise(v: &mut [f32]) {
     let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt();
-    if norm > 1e-12 {
+    if norm > 1e-12 && norm.is_finite() {
         for x in v.iter_mut() {
             *x /= norm;
         }
