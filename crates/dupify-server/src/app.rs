@@ -4,13 +4,13 @@ use std::sync::Arc;
 
 use axum::extract::DefaultBodyLimit;
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::{get, post, MethodRouter};
+use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
 
 use crate::auth::require_key;
 use crate::edge::edge;
 use crate::error::AppError;
-use crate::handlers::{colors, ops, usage, vision};
+use crate::handlers::{catalog, colors, ops, usage, vision};
 use crate::state::SharedState;
 
 async fn not_found() -> AppError {
@@ -49,6 +49,19 @@ pub fn router(state: SharedState) -> Router {
         )
         .route("/v1/batch", authed(&state, post(vision::batch)))
         .route("/v1/usage", authed(&state, get(usage::usage)))
+        .route(
+            "/v1/catalog/products",
+            authed(&state, post(catalog::upload).get(catalog::list)),
+        )
+        .route(
+            "/v1/catalog/products/{id}",
+            authed(&state, get(catalog::get).merge(delete(catalog::delete))),
+        )
+        .route("/v1/catalog/search", authed(&state, post(catalog::search)))
+        .route(
+            "/v1/catalog/duplicates",
+            authed(&state, post(catalog::duplicates)),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

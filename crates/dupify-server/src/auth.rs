@@ -146,7 +146,7 @@ impl Meter {
         self.lock().used += n;
     }
 
-    fn quota_error(&self, used: u64) -> ApiError {
+    pub(crate) fn quota_error(&self, used: u64) -> ApiError {
         let limit = self.limits.monthly_calls.unwrap_or(0);
         ApiError::new(
             ErrorCode::QuotaExceeded,

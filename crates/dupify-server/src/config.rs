@@ -74,6 +74,24 @@ pub struct ServerConfig {
     pub cutout_max_side: u32,
     /// Base URL `dupify models pull` downloads CLIP exports from (a mirror may stand in).
     pub model_hub: String,
+    /// Background workers extracting catalog features (0 disables them: uploads are
+    /// queued and processed by another process or after a restart).
+    pub catalog_workers: usize,
+    /// How long a worker holds a job before another may take it over (a crashed
+    /// worker's jobs are retried after this), in seconds.
+    pub catalog_job_lease_secs: u64,
+    /// Attempts per product before it is marked failed (transient download errors and
+    /// interrupted runs are retried with exponential backoff).
+    pub catalog_max_attempts: u32,
+    /// First retry delay, in seconds (doubles per attempt, capped at 10 minutes).
+    pub catalog_retry_base_secs: f64,
+    /// Up to this many (matching) products a search scores every product exactly
+    /// instead of walking the HNSW graph.
+    pub catalog_exact_threshold: usize,
+    /// HNSW beam width at search time (higher: better recall, slower).
+    pub catalog_hnsw_ef: usize,
+    /// How often changed catalog indexes are written to the data directory, in seconds.
+    pub catalog_snapshot_secs: u64,
 }
 
 impl Default for ServerConfig {
@@ -106,6 +124,13 @@ impl Default for ServerConfig {
             taxonomy_file: String::new(),
             cutout_max_side: 4096,
             model_hub: dupify_models::pull::DEFAULT_HUB.into(),
+            catalog_workers: 2,
+            catalog_job_lease_secs: 120,
+            catalog_max_attempts: 5,
+            catalog_retry_base_secs: 2.0,
+            catalog_exact_threshold: 5_000,
+            catalog_hnsw_ef: 128,
+            catalog_snapshot_secs: 30,
         }
     }
 }
@@ -140,6 +165,14 @@ impl ServerConfig {
             },
             queue_limit: self.model_queue_limit.max(1),
             max_batch: self.model_max_batch.max(1),
+        }
+    }
+
+    pub fn catalog_search_config(&self) -> dupify_catalog::SearchConfig {
+        dupify_catalog::SearchConfig {
+            exact_threshold: self.catalog_exact_threshold,
+            ef: self.catalog_hnsw_ef.max(10),
+            ..dupify_catalog::SearchConfig::default()
         }
     }
 

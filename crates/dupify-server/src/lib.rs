@@ -5,6 +5,7 @@ pub mod app;
 pub mod auth;
 pub mod body;
 pub mod cache;
+pub mod catalog_worker;
 pub mod config;
 pub mod edge;
 pub mod error;
@@ -89,7 +90,6 @@ pub fn build_state_with_models(
         max_pixels: config.max_image_pixels,
     };
     Arc::new(AppState {
-        store,
         limiter: Arc::new(ratelimit::LocalRateLimiter::new()),
         cache: cache::build(
             config.cache_max_mib,
@@ -109,6 +109,13 @@ pub fn build_state_with_models(
             .build(),
         models,
         semantic: tokio::sync::OnceCell::new(),
+        catalogs: Arc::new(dupify_catalog::Catalogs::new(
+            store.clone(),
+            config.data_dir.join("index"),
+            config.catalog_search_config(),
+        )),
+        jobs_ready: Arc::new(tokio::sync::Notify::new()),
+        store,
         config,
     })
 }
@@ -136,6 +143,7 @@ pub async fn serve(
             }
         })
     };
+    let workers = catalog_worker::start(state.clone());
     let app = app::router(state.clone());
     let grace = Duration::from_secs(state.config.shutdown_grace_secs);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
@@ -154,6 +162,7 @@ pub async fn serve(
         }
     };
     flusher.abort();
+    workers.stop().await;
     state.flush_key_touches().await;
     result
 }

@@ -39,6 +39,10 @@ pub struct AppState {
     pub models: Arc<dupify_models::Models>,
     /// Class embeddings of the attribute taxonomy, built on first use (needs CLIP).
     pub semantic: tokio::sync::OnceCell<Arc<crate::semantic::SemanticIndex>>,
+    /// Per-catalog vector indexes.
+    pub catalogs: Arc<dupify_catalog::Catalogs>,
+    /// Wakes the extraction workers when an upload queued jobs.
+    pub jobs_ready: Arc<tokio::sync::Notify>,
 }
 
 pub type SharedState = Arc<AppState>;

@@ -2,15 +2,21 @@
 //! SQLite implementation ([`SqliteStore`]). A Postgres implementation can be added
 //! behind the same trait without touching the HTTP layer.
 
+pub mod catalog;
 mod model;
 mod sqlite;
 
+pub use catalog::{
+    IndexRow, JobOutcome, LeasedJob, ListQuery, ProductFeatures, ProductImage, ProductInput,
+    ProductPage, ProductRecord, ProductStatus, ProductVectors, UpsertContext, UpsertRefusal,
+    UpsertResult,
+};
 pub use model::*;
 pub use sqlite::SqliteStore;
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, Utc};
-use dupify_core::KeyHash;
+use dupify_core::{KeyHash, KeyMode};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -83,4 +89,86 @@ pub trait Store: Send + Sync + 'static {
         from: NaiveDate,
         to: NaiveDate,
     ) -> StoreResult<Vec<DailyUsage>>;
+
+    // ------------------------------------------------------------------ catalog
+
+    /// Upserts the products of one upload (by `external_id`) with their extraction
+    /// jobs, in one transaction. One result per item, in order.
+    async fn upsert_products(
+        &self,
+        ctx: UpsertContext,
+        items: Vec<ProductInput>,
+    ) -> StoreResult<Vec<Result<UpsertResult, UpsertRefusal>>>;
+    /// A product of this catalog, `None` for any other account's or mode's.
+    async fn get_product(
+        &self,
+        account_id: &str,
+        mode: KeyMode,
+        id: &str,
+        with_vectors: bool,
+    ) -> StoreResult<Option<ProductRecord>>;
+    async fn list_products(
+        &self,
+        account_id: &str,
+        mode: KeyMode,
+        query: ListQuery,
+    ) -> StoreResult<ProductPage>;
+    /// Deletes a product; `None` when there is no such product in this catalog.
+    async fn delete_product(
+        &self,
+        account_id: &str,
+        mode: KeyMode,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<i64>>;
+    async fn catalog_status_counts(
+        &self,
+        account_id: &str,
+        mode: KeyMode,
+    ) -> StoreResult<Vec<(ProductStatus, u64)>>;
+    /// Leases the oldest due extraction job for `lease_ms`.
+    async fn lease_job(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_ms: i64,
+    ) -> StoreResult<Option<LeasedJob>>;
+    async fn retry_job(
+        &self,
+        job: &LeasedJob,
+        run_after: DateTime<Utc>,
+        error: &str,
+        keep_attempt: bool,
+    ) -> StoreResult<()>;
+    async fn products_by_pk(
+        &self,
+        account_id: &str,
+        mode: KeyMode,
+        pks: Vec<i64>,
+    ) -> StoreResult<Vec<ProductRecord>>;
+    /// Records the job's outcome; false when the job was superseded meanwhile.
+    async fn complete_job(
+        &self,
+        job: &LeasedJob,
+        outcome: JobOutcome,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    async fn pending_jobs(&self) -> StoreResult<u64>;
+    /// Index rows changed after `since` (see [`catalog`]).
+    async fn index_rows(
+        &self,
+        account_id: &str,
+        mode: KeyMode,
+        since: i64,
+        limit: u32,
+        live_only: bool,
+    ) -> StoreResult<Vec<IndexRow>>;
+    async fn catalogs(&self) -> StoreResult<Vec<(String, KeyMode)>>;
+    /// Ready products with precomputed features (benchmarks, index tests at scale).
+    async fn insert_ready_products(
+        &self,
+        account_id: &str,
+        mode: KeyMode,
+        items: Vec<(ProductInput, ProductFeatures)>,
+    ) -> StoreResult<Vec<String>>;
 }

@@ -10,11 +10,13 @@ use chrono::{DateTime, NaiveDate, TimeZone, Utc};
 use dupify_core::{KeyHash, KeyMode, Scopes, Tier};
 use rusqlite::{params, Connection, OptionalExtension, Row, TransactionBehavior};
 
+use crate::catalog;
 use crate::*;
 
 /// Each entry is applied once, in order; `PRAGMA user_version` records how many ran.
 /// Never edit a shipped migration: append a new one.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE accounts (
     id              TEXT PRIMARY KEY,
     email           TEXT NOT NULL UNIQUE,
@@ -52,7 +54,9 @@ CREATE TABLE usage_daily (
     calls       INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (account_id, key_id, day)
 );
-"#];
+"#,
+    crate::catalog::MIGRATION,
+];
 
 const POOL_SIZE: usize = 4;
 
@@ -629,6 +633,137 @@ impl Store for SqliteStore {
             rows.collect::<Result<Vec<_>, _>>().map_err(backend)
         })
         .await
+    }
+
+    async fn upsert_products(
+        &self,
+        ctx: UpsertContext,
+        items: Vec<ProductInput>,
+    ) -> StoreResult<Vec<Result<UpsertResult, UpsertRefusal>>> {
+        self.with(move |c| catalog::upsert_products(c, &ctx, items))
+            .await
+    }
+
+    async fn get_product(
+        &self,
+        account_id: &str,
+        mode: KeyMode,
+        id: &str,
+        with_vectors: bool,
+    ) -> StoreResult<Option<ProductRecord>> {
+        let (a, id) = (account_id.to_owned(), id.to_owned());
+        self.with(move |c| catalog::get_product(c, &a, mode, &id, with_vectors))
+            .await
+    }
+
+    async fn list_products(
+        &self,
+        account_id: &str,
+        mode: KeyMode,
+        query: ListQuery,
+    ) -> StoreResult<ProductPage> {
+        let a = account_id.to_owned();
+        self.with(move |c| catalog::list_products(c, &a, mode, &query))
+            .await
+    }
+
+    async fn delete_product(
+        &self,
+        account_id: &str,
+        mode: KeyMode,
+        id: &str,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<i64>> {
+        let (a, id) = (account_id.to_owned(), id.to_owned());
+        self.with(move |c| catalog::delete_product(c, &a, mode, &id, at))
+            .await
+    }
+
+    async fn catalog_status_counts(
+        &self,
+        account_id: &str,
+        mode: KeyMode,
+    ) -> StoreResult<Vec<(ProductStatus, u64)>> {
+        let a = account_id.to_owned();
+        self.with(move |c| catalog::status_counts(c, &a, mode))
+            .await
+    }
+
+    async fn lease_job(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_ms: i64,
+    ) -> StoreResult<Option<LeasedJob>> {
+        let owner = owner.to_owned();
+        self.with(move |c| catalog::lease_job(c, &owner, now, lease_ms))
+            .await
+    }
+
+    async fn retry_job(
+        &self,
+        job: &LeasedJob,
+        run_after: DateTime<Utc>,
+        error: &str,
+        keep_attempt: bool,
+    ) -> StoreResult<()> {
+        let (job, error) = (job.clone(), error.to_owned());
+        self.with(move |c| catalog::retry_job(c, &job, run_after, &error, keep_attempt))
+            .await
+    }
+
+    async fn products_by_pk(
+        &self,
+        account_id: &str,
+        mode: KeyMode,
+        pks: Vec<i64>,
+    ) -> StoreResult<Vec<ProductRecord>> {
+        let a = account_id.to_owned();
+        self.with(move |c| catalog::products_by_pk(c, &a, mode, &pks))
+            .await
+    }
+
+    async fn complete_job(
+        &self,
+        job: &LeasedJob,
+        outcome: JobOutcome,
+        now: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let job = job.clone();
+        self.with(move |c| catalog::complete_job(c, &job, &outcome, now))
+            .await
+    }
+
+    async fn pending_jobs(&self) -> StoreResult<u64> {
+        self.with(|c| catalog::pending_jobs(c)).await
+    }
+
+    async fn index_rows(
+        &self,
+        account_id: &str,
+        mode: KeyMode,
+        since: i64,
+        limit: u32,
+        live_only: bool,
+    ) -> StoreResult<Vec<IndexRow>> {
+        let a = account_id.to_owned();
+        self.with(move |c| catalog::index_rows(c, &a, mode, since, limit, live_only))
+            .await
+    }
+
+    async fn catalogs(&self) -> StoreResult<Vec<(String, KeyMode)>> {
+        self.with(|c| catalog::catalogs(c)).await
+    }
+
+    async fn insert_ready_products(
+        &self,
+        account_id: &str,
+        mode: KeyMode,
+        items: Vec<(ProductInput, ProductFeatures)>,
+    ) -> StoreResult<Vec<String>> {
+        let a = account_id.to_owned();
+        self.with(move |c| catalog::insert_ready_products(c, &a, mode, items, Utc::now()))
+            .await
     }
 }
 

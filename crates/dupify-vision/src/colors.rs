@@ -554,3 +554,69 @@ mod tests {
         );
     }
 }
+
+/// Name and version of [`color_signature`]'s output (stored with catalog products).
+pub const COLOR_SIGNATURE: &str = "dupify-color-v1";
+
+/// Lightness, a and b centres of the signature's grid in CIELAB.
+const SIG_L: [f32; 5] = [10.0, 30.0, 50.0, 70.0, 90.0];
+const SIG_AB: [f32; 5] = [-60.0, -30.0, 0.0, 30.0, 60.0];
+/// Kernel width in ΔE: colors ~15 apart still share most of their weight.
+const SIG_SIGMA: f32 = 15.0;
+
+/// A 125-number, L2-normalised color descriptor of a palette for catalog search: each
+/// color spreads its share over a 5×5×5 grid of CIELAB centres with a Gaussian kernel,
+/// so the dot product of two signatures rises smoothly as palettes get closer in
+/// perceptual color (unlike comparing color names or hex values).
+pub fn color_signature(colors: &[ColorEntry]) -> Vec<f32> {
+    let mut sig = vec![0f32; SIG_L.len() * SIG_AB.len() * SIG_AB.len()];
+    let two_s2 = 2.0 * SIG_SIGMA * SIG_SIGMA;
+    for c in colors {
+        let lab = crate::lab::srgb_to_lab(c.rgb);
+        let share = c.percentage as f32;
+        let mut n = 0;
+        for l in SIG_L {
+            for a in SIG_AB {
+                for b in SIG_AB {
+                    let d2 = (lab[0] - l).powi(2) + (lab[1] - a).powi(2) + (lab[2] - b).powi(2);
+                    sig[n] += share * (-d2 / two_s2).exp();
+                    n += 1;
+                }
+            }
+        }
+    }
+    let norm = sig.iter().map(|v| v * v).sum::<f32>().sqrt();
+    if norm > 0.0 {
+        sig.iter_mut().for_each(|v| *v /= norm);
+    }
+    sig
+}
+
+#[cfg(test)]
+mod signature_tests {
+    use super::*;
+
+    fn entry(rgb: [u8; 3], pct: f64) -> ColorEntry {
+        ColorEntry {
+            hex: String::new(),
+            rgb,
+            name: "",
+            percentage: pct,
+        }
+    }
+
+    fn dot(a: &[f32], b: &[f32]) -> f32 {
+        a.iter().zip(b).map(|(x, y)| x * y).sum()
+    }
+
+    #[test]
+    fn closer_palettes_score_higher() {
+        let navy = color_signature(&[entry([31, 42, 68], 0.8), entry([255, 255, 255], 0.2)]);
+        let navy2 = color_signature(&[entry([35, 45, 75], 0.75), entry([250, 250, 250], 0.25)]);
+        let red = color_signature(&[entry([200, 30, 30], 1.0)]);
+        let norm = dot(&navy, &navy).sqrt();
+        assert!((norm - 1.0).abs() < 1e-4);
+        assert!(dot(&navy, &navy2) > 0.95, "{}", dot(&navy, &navy2));
+        assert!(dot(&navy, &red) < 0.5, "{}", dot(&navy, &red));
+    }
+}

@@ -1,0 +1,321 @@
+//! Background feature extraction for catalog products.
+//!
+//! Jobs live in the store (committed with their product). A worker leases one, runs
+//! the pipeline once for all features, and records the outcome, the quota settlement
+//! and the job's removal in one transaction. A worker killed mid-job simply lets its
+//! lease run out; the job is then taken again. Transient download failures (timeouts,
+//! connection errors, HTTP 5xx/408/429) and overload are retried with exponential
+//! backoff; everything else fails the product with its error.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use chrono::Utc;
+use dupify_core::{ApiError, ErrorCode};
+use dupify_store::{JobOutcome, LeasedJob, ProductFeatures, ProductImage, ProductVectors};
+use serde_json::{json, Map, Value};
+use tokio::task::JoinHandle;
+
+use crate::handlers::vision::build_op;
+use crate::pipeline::{process_image, ModelChoice};
+use crate::state::SharedState;
+
+/// Everything extracted from one product image.
+pub struct Extracted {
+    pub features: Map<String, Value>,
+    pub vectors: ProductVectors,
+}
+
+/// Runs embedding, silhouette, colors and attributes on one image, decoding and
+/// segmenting it once.
+pub async fn extract_features(
+    state: &SharedState,
+    bytes: Bytes,
+    parameter: &str,
+) -> Result<Extracted, ApiError> {
+    let models = ModelChoice::resolve(state, None, "model")?;
+    let none = Map::new();
+    let ops = vec![
+        build_op(state, "embed", &none, &models).await?,
+        build_op(state, "silhouette", &none, &models).await?,
+        build_op(state, "colors", &none, &models).await?,
+        build_op(state, "attributes", &none, &models).await?,
+    ];
+    let mut out = process_image(state, bytes, parameter.to_owned(), ops, &models).await?;
+    if out.len() != 4 {
+        return Err(ApiError::internal());
+    }
+    let attributes = out.pop().unwrap_or_default();
+    let colors = out.pop().unwrap_or_default();
+    let silhouette = out.pop().unwrap_or_default();
+    let embed = out.pop().unwrap_or_default();
+    let floats = |v: Option<&Value>| -> Vec<f32> {
+        v.and_then(Value::as_array)
+            .map(|a| {
+                a.iter()
+                    .filter_map(Value::as_f64)
+                    .map(|f| f as f32)
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    let palette: Vec<dupify_vision::ColorEntry> = colors
+        .get("colors")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| {
+                    let rgb = c.get("rgb")?.as_array()?;
+                    let ch = |i: usize| rgb.get(i).and_then(Value::as_u64).unwrap_or(0) as u8;
+                    Some(dupify_vision::ColorEntry {
+                        hex: String::new(),
+                        rgb: [ch(0), ch(1), ch(2)],
+                        name: "",
+                        percentage: c.get("percentage")?.as_f64()?,
+                    })
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let model = embed
+        .get("model")
+        .and_then(Value::as_str)
+        .unwrap_or(dupify_vision::VISUAL_MODEL)
+        .to_owned();
+    let vectors = ProductVectors {
+        model: model.clone(),
+        embedding: floats(embed.get("embedding")),
+        silhouette: floats(silhouette.get("embedding")),
+        color: dupify_vision::color_signature(&palette),
+    };
+    if vectors.embedding.is_empty() {
+        return Err(ApiError::internal());
+    }
+    let mut features = Map::new();
+    features.insert("model".into(), json!(model));
+    features.insert("dimensions".into(), json!(vectors.embedding.len()));
+    features.insert(
+        "colors".into(),
+        colors.get("colors").cloned().unwrap_or(json!([])),
+    );
+    features.insert(
+        "color_signature_model".into(),
+        json!(dupify_vision::COLOR_SIGNATURE),
+    );
+    features.insert(
+        "attributes".into(),
+        attributes.get("attributes").cloned().unwrap_or(json!({})),
+    );
+    features.insert(
+        "attributes_model".into(),
+        attributes.get("model").cloned().unwrap_or(Value::Null),
+    );
+    features.insert(
+        "silhouette".into(),
+        json!({
+            "aspect_ratio": silhouette.get("aspect_ratio"),
+            "coverage": silhouette.get("coverage"),
+            "dimensions": vectors.silhouette.len(),
+            "model": silhouette.get("model"),
+        }),
+    );
+    if let Some(f) = silhouette.get("foreground") {
+        features.insert("foreground".into(), f.clone());
+    }
+    Ok(Extracted { features, vectors })
+}
+
+/// A download failure worth retrying: the server or the network may recover.
+fn is_transient(e: &ApiError) -> bool {
+    match e.code {
+        ErrorCode::ServiceUnavailable => true,
+        ErrorCode::ImageFetchFailed => {
+            let status = e
+                .details
+                .as_ref()
+                .and_then(|d| d.get("status"))
+                .and_then(Value::as_u64);
+            match status {
+                Some(s) => s >= 500 || s == 408 || s == 429,
+                // No HTTP answer: DNS, connect, timeout, broken connection. Redirect
+                // loops will not fix themselves.
+                None => !e.message.contains("redirect"),
+            }
+        }
+        _ => false,
+    }
+}
+
+/// Handles on the background tasks, to stop them at shutdown.
+pub struct Workers {
+    stop: tokio::sync::watch::Sender<bool>,
+    handles: Vec<JoinHandle<()>>,
+    state: SharedState,
+}
+
+impl Workers {
+    /// Lets running jobs finish (up to the grace period; an unfinished one is simply
+    /// retried after its lease), then writes index snapshots.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let grace = Duration::from_secs(self.state.config.shutdown_grace_secs.max(1));
+        for h in self.handles {
+            let abort = h.abort_handle();
+            if tokio::time::timeout(grace, h).await.is_err() {
+                abort.abort();
+            }
+        }
+        self.state.catalogs.maintain(true).await;
+    }
+}
+
+/// Starts the extraction workers, the index loader and the index maintenance loop.
+pub fn start(state: SharedState) -> Workers {
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let mut handles = Vec::new();
+    {
+        let state = state.clone();
+        handles.push(tokio::spawn(async move {
+            if let Err(e) = state.catalogs.load_all().await {
+                tracing::error!(error = %e, "cannot list catalogs to load");
+            }
+        }));
+    }
+    let owner = format!("worker-{}", uuid::Uuid::new_v4().simple());
+    for n in 0..state.config.catalog_workers {
+        let (state, mut rx, owner) = (state.clone(), rx.clone(), format!("{owner}-{n}"));
+        handles.push(tokio::spawn(async move {
+            while !*rx.borrow() {
+                match state
+                    .store
+                    .lease_job(
+                        &owner,
+                        Utc::now(),
+                        state.config.catalog_job_lease_secs as i64 * 1000,
+                    )
+                    .await
+                {
+                    Ok(Some(job)) => run_job(&state, job).await,
+                    Ok(None) => {
+                        tokio::select! {
+                            _ = state.jobs_ready.notified() => {}
+                            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+                            _ = rx.changed() => {}
+                        }
+                    }
+                    Err(e) => {
+                        tracing::error!(error = %e, "cannot lease a catalog job");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        }));
+    }
+    {
+        let (state, mut rx) = (state.clone(), rx.clone());
+        handles.push(tokio::spawn(async move {
+            let every = Duration::from_secs(state.config.catalog_snapshot_secs.max(1));
+            let mut last_save = tokio::time::Instant::now();
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => {}
+                    _ = rx.changed() => return,
+                }
+                let save = last_save.elapsed() >= every;
+                state.catalogs.maintain(save).await;
+                if save {
+                    last_save = tokio::time::Instant::now();
+                }
+                if let Ok(n) = state.store.pending_jobs().await {
+                    metrics::gauge!("dupify_catalog_jobs_pending").set(n as f64);
+                }
+            }
+        }));
+    }
+    Workers {
+        stop,
+        handles,
+        state,
+    }
+}
+
+async fn run_job(state: &SharedState, job: LeasedJob) {
+    let max = state.config.catalog_max_attempts.max(1);
+    let outcome = if job.attempts > max {
+        // Leased this often without an outcome: the runs were interrupted (a crash on
+        // this image, or shutdowns). Stop before it takes the process down again.
+        Err(ApiError::new(
+            ErrorCode::ProcessingFailed,
+            format!("feature extraction was interrupted {max} times"),
+        ))
+    } else {
+        let bytes = match &job.image {
+            ProductImage::Url(u) => match url::Url::parse(u) {
+                Ok(url) => state.fetcher.fetch(&url, "image_url").await,
+                Err(_) => Err(ApiError::invalid("image_url", "the stored URL is invalid")),
+            },
+            ProductImage::Bytes(b) => Ok(Bytes::from(b.clone())),
+        };
+        let parameter = match &job.image {
+            ProductImage::Url(_) => "image_url",
+            ProductImage::Bytes(_) => "image_base64",
+        };
+        match bytes {
+            Ok(b) => extract_features(state, b, parameter).await,
+            Err(e) => Err(e),
+        }
+    };
+    let outcome = match outcome {
+        Ok(x) => JobOutcome::Ready(ProductFeatures {
+            features: Value::Object(x.features).to_string(),
+            vectors: x.vectors,
+        }),
+        Err(e) if is_transient(&e) && job.attempts < max => {
+            let base = state.config.catalog_retry_base_secs.max(0.01);
+            let delay = if e.code == ErrorCode::ServiceUnavailable {
+                e.retry_after.unwrap_or(1) as f64
+            } else {
+                (base * 2f64.powi(job.attempts as i32 - 1)).min(600.0)
+            };
+            tracing::info!(product = job.product_pk, attempt = job.attempts, delay_secs = delay, error = %e, "catalog job will be retried");
+            let at = Utc::now() + chrono::Duration::milliseconds((delay * 1000.0) as i64);
+            let overload = e.code == ErrorCode::ServiceUnavailable;
+            if let Err(e) = state
+                .store
+                .retry_job(&job, at, &e.to_string(), overload)
+                .await
+            {
+                tracing::error!(error = %e, "cannot reschedule a catalog job");
+            }
+            metrics::counter!("dupify_catalog_jobs_total", "outcome" => "retried").increment(1);
+            return;
+        }
+        Err(e) => {
+            let message = if e.code == ErrorCode::InternalError {
+                "internal error while extracting features".to_owned()
+            } else {
+                e.message.clone()
+            };
+            JobOutcome::Failed {
+                code: e.code.as_str().to_owned(),
+                message,
+            }
+        }
+    };
+    let label = match &outcome {
+        JobOutcome::Ready(_) => "ready",
+        JobOutcome::Failed { .. } => "failed",
+    };
+    match state.store.complete_job(&job, outcome, Utc::now()).await {
+        Ok(true) => {
+            metrics::counter!("dupify_catalog_jobs_total", "outcome" => label).increment(1);
+            if let Err(e) = state.catalogs.sync(&job.account_id, job.mode).await {
+                tracing::warn!(error = %e, "catalog index sync failed (retried by maintenance)");
+            }
+        }
+        Ok(false) => {
+            metrics::counter!("dupify_catalog_jobs_total", "outcome" => "superseded").increment(1);
+        }
+        Err(e) => tracing::error!(error = %e, "cannot record a catalog job's outcome"),
+    }
+}
