@@ -333,40 +333,39 @@ pub async fn upload(
     let JsonBody(body) = body?;
     caller.meter.admit().await?;
     let limit = caller.limits.products_per_upload as usize;
-    let (batch, parsed): (bool, Vec<Result<ProductInput, ApiError>>) = if body
-        .contains_key("products")
-    {
-        if let Some(k) = body.keys().find(|k| *k != "products") {
-            return Err(ApiError::invalid(
+    let (batch, parsed): (bool, Vec<Result<ProductInput, ApiError>>) =
+        if body.contains_key("products") {
+            if let Some(k) = body.keys().find(|k| *k != "products") {
+                return Err(ApiError::invalid(
                 k,
                 "a batch upload has only the products field; put product fields inside each item",
             )
             .into());
-        }
-        let Some(Value::Array(items)) = field(&body, "products") else {
-            return Err(ApiError::invalid("products", "products must be an array").into());
+            }
+            let Some(Value::Array(items)) = field(&body, "products") else {
+                return Err(ApiError::invalid("products", "products must be an array").into());
+            };
+            if items.is_empty() || items.len() > limit {
+                return Err(ApiError::invalid(
+                    "products",
+                    format!(
+                        "products must contain 1 to {limit} items on the {} tier",
+                        caller.account.tier.as_str()
+                    ),
+                )
+                .detail("count", items.len())
+                .detail("limit", limit)
+                .into());
+            }
+            let mut out = Vec::with_capacity(items.len());
+            for (i, item) in items.iter().enumerate() {
+                out.push(parse_product(&state, item, &format!("products[{i}].")).await);
+            }
+            (true, out)
+        } else {
+            let p = parse_product(&state, &Value::Object(body), "").await?;
+            (false, vec![Ok(p)])
         };
-        if items.is_empty() || items.len() > limit {
-            return Err(ApiError::invalid(
-                "products",
-                format!(
-                    "products must contain 1 to {limit} items on the {} tier",
-                    caller.account.tier.as_str()
-                ),
-            )
-            .detail("count", items.len())
-            .detail("limit", limit)
-            .into());
-        }
-        let mut out = Vec::with_capacity(items.len());
-        for (i, item) in items.iter().enumerate() {
-            out.push(parse_product(&state, item, &format!("products[{i}].")).await);
-        }
-        (true, out)
-    } else {
-        let p = parse_product(&state, &Value::Object(body), "").await?;
-        (false, vec![Ok(p)])
-    };
     let ctx = UpsertContext {
         account_id: caller.account.id.clone(),
         mode: caller.mode(),
