@@ -181,7 +181,16 @@ pub fn start(state: SharedState) -> Workers {
             }
         }));
     }
-    let owner = format!("worker-{}", uuid::Uuid::new_v4().simple());
+    let owner = format!(
+        "{}:{}:{}",
+        hostname(),
+        std::process::id(),
+        uuid::Uuid::new_v4().simple()
+    );
+    {
+        let (state, owner) = (state.clone(), owner.clone());
+        tokio::spawn(async move { reclaim_dead_leases(&state, &owner).await });
+    }
     for n in 0..state.config.catalog_workers {
         let (state, mut rx, owner) = (state.clone(), rx.clone(), format!("{owner}-{n}"));
         handles.push(tokio::spawn(async move {
@@ -236,6 +245,44 @@ pub fn start(state: SharedState) -> Workers {
         stop,
         handles,
         state,
+    }
+}
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .or_else(|_| std::fs::read_to_string("/etc/hostname"))
+        .map(|s| s.trim().to_owned())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// Leases held by a process of this host that no longer runs (killed, crashed) are
+/// released at start, so its jobs resume now rather than when the lease runs out.
+/// Other hosts' leases (a shared database) are left to expire.
+async fn reclaim_dead_leases(state: &SharedState, mine: &str) {
+    let Ok(owners) = state.store.lease_owners().await else {
+        return;
+    };
+    let me = hostname();
+    // Our workers' names are `mine-N`.
+    for owner in owners.into_iter().filter(|o| !o.starts_with(mine)) {
+        let mut parts = owner.splitn(3, ':');
+        let (Some(host), Some(pid)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let Ok(pid) = pid.parse::<u32>() else {
+            continue;
+        };
+        let alive =
+            pid != std::process::id() && std::path::Path::new(&format!("/proc/{pid}")).exists();
+        if host == me && !alive {
+            match state.store.release_leases(&owner).await {
+                Ok(n) if n > 0 => {
+                    tracing::info!(owner = %owner, jobs = n, "released the leases of a process that is gone")
+                }
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "cannot release stale leases"),
+            }
+        }
     }
 }
 

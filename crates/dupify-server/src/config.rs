@@ -125,7 +125,7 @@ impl Default for ServerConfig {
             cutout_max_side: 4096,
             model_hub: dupify_models::pull::DEFAULT_HUB.into(),
             catalog_workers: 2,
-            catalog_job_lease_secs: 120,
+            catalog_job_lease_secs: 60,
             catalog_max_attempts: 5,
             catalog_retry_base_secs: 2.0,
             catalog_exact_threshold: 5_000,

@@ -912,6 +912,30 @@ pub(crate) fn status_counts(
         .collect())
 }
 
+/// Owners of the leases currently held (to recognise those of dead processes).
+pub(crate) fn lease_owners(c: &Connection) -> StoreResult<Vec<String>> {
+    let mut stmt = c
+        .prepare("SELECT DISTINCT lease_owner FROM catalog_jobs WHERE lease_owner IS NOT NULL")
+        .map_err(backend)?;
+    let rows = stmt
+        .query_map([], |r| r.get::<_, String>(0))
+        .map_err(backend)?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(backend)?;
+    Ok(rows)
+}
+
+/// Makes the jobs leased by `owner` available again at once; returns how many.
+pub(crate) fn release_leases(c: &Connection, owner: &str) -> StoreResult<u64> {
+    let n = c
+        .execute(
+            "UPDATE catalog_jobs SET lease_until = NULL, lease_owner = NULL WHERE lease_owner = ?1",
+            params![owner],
+        )
+        .map_err(backend)?;
+    Ok(n as u64)
+}
+
 /// Jobs not finished yet (for `/ready` and metrics).
 pub(crate) fn pending_jobs(c: &Connection) -> StoreResult<u64> {
     let n: i64 = c

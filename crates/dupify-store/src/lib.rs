@@ -154,6 +154,8 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> StoreResult<bool>;
     async fn pending_jobs(&self) -> StoreResult<u64>;
+    async fn lease_owners(&self) -> StoreResult<Vec<String>>;
+    async fn release_leases(&self, owner: &str) -> StoreResult<u64>;
     /// Index rows changed after `since` (see [`catalog`]).
     async fn index_rows(
         &self,

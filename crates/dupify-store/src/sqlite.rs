@@ -738,6 +738,15 @@ impl Store for SqliteStore {
         self.with(|c| catalog::pending_jobs(c)).await
     }
 
+    async fn lease_owners(&self) -> StoreResult<Vec<String>> {
+        self.with(|c| catalog::lease_owners(c)).await
+    }
+
+    async fn release_leases(&self, owner: &str) -> StoreResult<u64> {
+        let owner = owner.to_owned();
+        self.with(move |c| catalog::release_leases(c, &owner)).await
+    }
+
     async fn index_rows(
         &self,
         account_id: &str,

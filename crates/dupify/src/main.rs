@@ -1,6 +1,7 @@
 //! `dupify`: the server and its management commands (SPEC §8).
 
 mod config;
+mod import;
 mod util;
 
 use std::io::Write;
@@ -51,6 +52,42 @@ enum Command {
     /// Installed models (`list`) or fetching a CLIP export (`pull`).
     #[command(subcommand)]
     Models(ModelsCmd),
+    /// Catalog tools that work through the HTTP API.
+    #[command(subcommand)]
+    Catalog(CatalogCmd),
+}
+
+#[derive(Subcommand)]
+enum CatalogCmd {
+    /// Upload products from a CSV file (header row; `title`, `image_url`, ... columns,
+    /// others go into metadata) or JSON Lines (one product object per line), in
+    /// batches of the tier's limit, resuming where a previous run stopped.
+    /// Exit status: 0 all imported, 2 some rows failed, 1 stopped early.
+    Import {
+        /// The CSV or JSONL file.
+        file: PathBuf,
+        /// The API's base URL.
+        #[arg(long, env = "DUPIFY_URL", default_value = "http://127.0.0.1:8080")]
+        url: String,
+        /// API key with the `catalog` scope.
+        #[arg(long, env = "DUPIFY_API_KEY", hide_env_values = true)]
+        key: String,
+        /// File format (default: from the extension).
+        #[arg(long, value_enum)]
+        format: Option<import::Format>,
+        /// Products per request (at most the tier's limit, which is the default).
+        #[arg(long)]
+        batch: Option<usize>,
+        /// Ignore the saved progress and start from the first row.
+        #[arg(long)]
+        restart: bool,
+        /// Retries of one batch on 429/5xx/network errors before giving up.
+        #[arg(long, default_value_t = 8)]
+        max_retries: u32,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
 }
 
 #[derive(Args)]
@@ -277,6 +314,28 @@ fn main() -> anyhow::Result<()> {
             ))
         }
         Command::Models(cmd) => rt.block_on(models_cmd(&cfg, cmd)),
+        Command::Catalog(CatalogCmd::Import {
+            file,
+            url,
+            key,
+            format,
+            batch,
+            restart,
+            max_retries,
+            quiet,
+        }) => {
+            let code = rt.block_on(import::run(import::ImportArgs {
+                file,
+                url,
+                key,
+                format,
+                batch,
+                restart,
+                max_retries,
+                progress: !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+            }))?;
+            std::process::exit(code)
+        }
     }
 }
 

@@ -554,3 +554,284 @@ fn models_pull_from_a_mirror_and_fails_cleanly_without_one() {
         "{line}"
     );
 }
+
+fn png_b64(seed: u32) -> String {
+    let c = [
+        (seed * 53 % 256) as u8,
+        (seed * 97 % 256) as u8,
+        (seed * 29 % 256) as u8,
+    ];
+    let img = image::RgbImage::from_fn(24, 24, |x, y| {
+        if (x as i32 - 12).pow(2) + (y as i32 - 12).pow(2) < 64 {
+            image::Rgb(c)
+        } else {
+            image::Rgb([250, 250, 250])
+        }
+    });
+    let mut v = Vec::new();
+    img.write_to(&mut std::io::Cursor::new(&mut v), image::ImageFormat::Png)
+        .unwrap();
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(v)
+}
+
+fn http() -> reqwest::blocking::Client {
+    reqwest::blocking::Client::builder()
+        .no_proxy()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+fn list_all(base: &str, key: &str) -> Vec<Value> {
+    let c = http();
+    let mut out = Vec::new();
+    let mut cursor = String::new();
+    loop {
+        let url = if cursor.is_empty() {
+            format!("{base}/v1/catalog/products?limit=100")
+        } else {
+            format!("{base}/v1/catalog/products?limit=100&cursor={cursor}")
+        };
+        let v: Value = c
+            .get(url)
+            .header("X-API-Key", key)
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        if v["error"]["code"] == "rate_limit_exceeded" {
+            std::thread::sleep(Duration::from_secs(1));
+            continue;
+        }
+        let Some(data) = v["data"].as_array() else {
+            panic!("list failed: {v}");
+        };
+        out.extend(data.iter().cloned());
+        if v["has_more"] != true {
+            return out;
+        }
+        cursor = v["next_cursor"].as_str().unwrap().to_owned();
+    }
+}
+
+fn import(
+    data: &Path,
+    base: &str,
+    key: &str,
+    file: &Path,
+    extra: &[&str],
+) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_dupify"))
+        .arg("--data-dir")
+        .arg(data)
+        .args(["catalog", "import"])
+        .arg(file)
+        .args(["--url", base, "--key", key, "--quiet"])
+        .args(extra)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn catalog_import_csv_and_jsonl_with_failures_throttling_and_resume() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path());
+    // CSV: 24 good rows, a bad price, a row without title; extra columns go to metadata.
+    let csv_path = dir.path().join("products.csv");
+    let mut csv = String::from("external_id,title,price,brand,image_base64,color,metadata.size\n");
+    for i in 0..24 {
+        csv.push_str(&format!(
+            "SKU-{i},Product {i},{}.50,Acme,{},red,M\n",
+            i + 1,
+            png_b64(i)
+        ));
+    }
+    csv.push_str(&format!(
+        "SKU-bad,Bad price,cheap,Acme,{},red,M\n",
+        png_b64(99)
+    ));
+    csv.push_str(&format!("SKU-untitled,,3,Acme,{},red,M\n", png_b64(98)));
+    std::fs::write(&csv_path, csv).unwrap();
+    let (code, out, err) = import(dir.path(), &s.base, &s.key, &csv_path, &["--batch", "10"]);
+    assert_eq!(code, 2, "some rows failed: {out} {err}");
+    assert!(out.contains("24 created, 0 updated, 2 failed"), "{out}");
+    assert!(
+        out.contains("invalid_row: 1") && out.contains("line 26"),
+        "{out}"
+    );
+    assert!(
+        out.contains("missing_parameter: 1") && out.contains("line 27 (SKU-untitled)"),
+        "{out}"
+    );
+    let all = list_all(&s.base, &s.key);
+    assert_eq!(all.len(), 24);
+    let p = all.iter().find(|p| p["external_id"] == "SKU-3").unwrap();
+    assert_eq!(p["price"], 4.5);
+    assert_eq!(p["metadata"], json!({"color": "red", "size": "M"}));
+
+    // Resume: the saved progress says 20 rows were done; only the last 6 are sent.
+    let state_file = dir.path().join("products.csv.import-state.json");
+    let mut st: Value = serde_json::from_slice(&std::fs::read(&state_file).unwrap()).unwrap();
+    assert_eq!(st["rows_done"], 26);
+    st["rows_done"] = json!(20);
+    st["created"] = json!(20);
+    st["failed"] = json!(0);
+    st["failures"] = json!([]);
+    std::fs::write(&state_file, st.to_string()).unwrap();
+    let (code, out, err) = import(dir.path(), &s.base, &s.key, &csv_path, &[]);
+    assert_eq!(code, 2, "{out} {err}");
+    assert!(err.contains("Resuming after row 20"), "{err}");
+    assert!(
+        out.contains("Imported 6 rows") && out.contains("20 created, 4 updated, 2 failed"),
+        "{out}"
+    );
+    assert_eq!(list_all(&s.base, &s.key).len(), 24);
+
+    // JSONL with a throttled key: 60/min gives a burst of 60, then one per second, so
+    // 64 single-product requests meet 429s and must wait them out.
+    let (ok, out, _) = dupify(
+        dir.path(),
+        &[
+            "accounts",
+            "create",
+            "--email",
+            "t@x.io",
+            "--tier",
+            "starter",
+            "--rate-limit",
+            "60",
+        ],
+    );
+    assert!(ok);
+    let acct = last_line(&out);
+    let (ok, out, _) = dupify(
+        dir.path(),
+        &[
+            "keys",
+            "create",
+            "--account",
+            &acct,
+            "--name",
+            "imp",
+            "--scopes",
+            "catalog",
+        ],
+    );
+    assert!(ok, "{out}");
+    let key = last_line(&out);
+    let jl = dir.path().join("products.jsonl");
+    let lines: Vec<String> = (0..64)
+        .map(|i| json!({"external_id": format!("J-{i}"), "title": format!("J {i}"), "image_base64": png_b64(200 + i)}).to_string())
+        .collect();
+    std::fs::write(&jl, lines.join("\n") + "\n\nnot json\n").unwrap();
+    let t = std::time::Instant::now();
+    let (code, out, err) = import(dir.path(), &s.base, &key, &jl, &["--batch", "1"]);
+    assert_eq!(code, 2, "{out} {err}");
+    assert!(out.contains("64 created, 0 updated, 1 failed"), "{out}");
+    assert!(out.contains("asked to slow down"), "{out}");
+    assert!(t.elapsed() >= Duration::from_secs(3), "waited out the 429s");
+    assert_eq!(list_all(&s.base, &key).len(), 64);
+    // A key the server refuses stops the import at once with status 1.
+    let (code, _, err) = import(
+        dir.path(),
+        &s.base,
+        "fe_live_00000000000000000000000000000000",
+        &jl,
+        &["--restart"],
+    );
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("refused the key"), "{err}");
+}
+
+#[test]
+fn kill_9_mid_processing_loses_and_duplicates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path());
+    let c = http();
+    let key = s.key.clone();
+    for b in 0..4 {
+        let products: Vec<Value> = (0..25)
+            .map(|i| {
+                let n = b * 25 + i;
+                json!({"external_id": format!("K-{n}"), "title": format!("K {n}"), "image_base64": png_b64(n)})
+            })
+            .collect();
+        let r = c
+            .post(format!("{}/v1/catalog/products", s.base))
+            .header("X-API-Key", &key)
+            .json(&json!({"products": products}))
+            .send()
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // SIGKILL while the workers are busy: no shutdown, no snapshot, leases held.
+    drop(s);
+    let pending = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        use dupify_store::Store;
+        let store = dupify_store::SqliteStore::open(dir.path()).unwrap();
+        store.pending_jobs().await.unwrap()
+    });
+    assert!(pending > 0, "the kill came after all the work: nothing to recover");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_dupify"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("DUPIFY_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut base = String::new();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("Dupify is serving on ") {
+            base = rest.split_whitespace().next().unwrap().to_owned();
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let restarted = Server {
+        child,
+        base,
+        key: key.clone(),
+    };
+    let t = std::time::Instant::now();
+    let all = loop {
+        let all = list_all(&restarted.base, &key);
+        if all.iter().all(|p| p["embedding_status"] != "processing") {
+            break all;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(120),
+            "products stuck in processing"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(all.len(), 100);
+    let ext: std::collections::HashSet<&str> = all
+        .iter()
+        .map(|p| p["external_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(ext.len(), 100, "no duplicates");
+    assert!(
+        all.iter().all(|p| p["embedding_status"] == "ready"),
+        "all processed"
+    );
+    // And every one is searchable.
+    let r: Value = c
+        .post(format!("{}/v1/catalog/search", restarted.base))
+        .header("X-API-Key", &key)
+        .json(&json!({"product_id": all[0]["id"], "top_k": 100}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(r["results"].as_array().unwrap().len(), 99, "{r}");
+}
