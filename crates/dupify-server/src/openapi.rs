@@ -283,6 +283,173 @@ fn build() -> Value {
             "days": {"type": "array", "items": {"type": "object"}}}}}},
     }));
 
+    // ------------------------------------------------------------ catalog
+    let catalog_errors = |extra: &[ErrorCode]| {
+        let mut r = errors(&[&AUTH_ERRORS[..], extra].concat());
+        r.remove("200");
+        r
+    };
+    let op = |summary: &str,
+              description: &str,
+              body: Option<Value>,
+              ok: Value,
+              extra: &[ErrorCode]| {
+        let mut responses = catalog_errors(extra);
+        responses.insert(
+            "200".into(),
+            json!({"description": "OK", "headers": metering_headers(),
+            "content": {"application/json": {"schema": ok}}}),
+        );
+        let mut o = json!({"summary": summary, "description": format!("{description}\n\nScope: `catalog`."),
+            "security": [{"ApiKey": []}, {"Bearer": []}], "responses": responses});
+        if let Some(b) = body {
+            o["requestBody"] =
+                json!({"required": true, "content": {"application/json": {"schema": b}}});
+        }
+        o
+    };
+    let product_ref = json!({"$ref": "#/components/schemas/Product"});
+    let upsert_ref = json!({"$ref": "#/components/schemas/UpsertResult"});
+    let filters = json!({"type": "object", "description": "All given filters must match. category and brand ignore case; prices are inclusive; metadata values compare by equality.",
+        "properties": {"category": {"type": "string"}, "brand": {"type": "string"},
+            "price_min": {"type": "number", "minimum": 0}, "price_max": {"type": "number", "minimum": 0},
+            "currency": {"type": "string", "pattern": "^[A-Za-z]{3}$"},
+            "metadata": {"type": "object", "additionalProperties": {"type": ["string", "number", "boolean", "null"]}}}});
+    let mut upload = op(
+        "Upload products (upsert by external_id)",
+        "One product, or `{\"products\": [...]}` up to the tier's per-request limit (free 10, starter 100, pro 500, unlimited 1000). \
+         A product with a known `external_id` is updated; its features are extracted again only when the image changed (or its last extraction failed). \
+         Features are extracted in the background: `embedding_status` is `processing` until `ready` or `failed`. \
+         A single product answers 201 when created, 200 when updated; a batch answers 200 with one result (or `error`) per item. \
+         An upload whose image is processed successfully counts one call.",
+        Some(json!({"oneOf": [{"$ref": "#/components/schemas/ProductInput"},
+            {"type": "object", "required": ["products"], "additionalProperties": false, "properties": {"products": {
+                "type": "array", "minItems": 1, "maxItems": 1000, "items": {"$ref": "#/components/schemas/ProductInput"}}}}]})),
+        json!({"oneOf": [upsert_ref.clone(), {"type": "object", "required": ["results", "created", "updated", "failed"], "properties": {
+            "results": {"type": "array", "items": {"oneOf": [upsert_ref.clone(), {"$ref": "#/components/schemas/ItemError"}]}},
+            "created": {"type": "integer"}, "updated": {"type": "integer"}, "failed": {"type": "integer"}}}]}),
+        &[ErrorCode::MissingParameter, ErrorCode::InvalidParameter, ErrorCode::InvalidImageUrl, ErrorCode::InvalidBase64,
+          ErrorCode::QuotaExceeded, ErrorCode::CatalogLimitExceeded, ErrorCode::PayloadTooLarge, ErrorCode::ImageTooLarge],
+    );
+    upload["responses"]["201"] = json!({"description": "Created (single product)", "headers": metering_headers(),
+        "content": {"application/json": {"schema": upsert_ref.clone()}}});
+    let q = |name: &str, description: &str, schema: Value| json!({"name": name, "in": "query", "required": false, "description": description, "schema": schema});
+    let mut list = op(
+        "List products",
+        "Oldest first, keyset-paginated: pass `next_cursor` back as `cursor`. Pages are stable while products are added or deleted: \
+         every product that exists for the whole listing appears exactly once.",
+        None,
+        json!({"type": "object", "required": ["data", "has_more", "next_cursor", "total"], "properties": {
+            "data": {"type": "array", "items": product_ref.clone()}, "has_more": {"type": "boolean"},
+            "next_cursor": {"type": ["string", "null"]}, "total": {"type": "integer", "description": "Products matching the filters."}}}),
+        &[ErrorCode::InvalidParameter],
+    );
+    list["parameters"] = json!([
+        q(
+            "limit",
+            "1–100, default 20.",
+            json!({"type": "integer", "minimum": 1, "maximum": 100})
+        ),
+        q(
+            "cursor",
+            "`next_cursor` of the previous page.",
+            json!({"type": "string"})
+        ),
+        q(
+            "category",
+            "Exact match, ignoring case.",
+            json!({"type": "string"})
+        ),
+        q(
+            "brand",
+            "Exact match, ignoring case.",
+            json!({"type": "string"})
+        ),
+        q(
+            "embedding_status",
+            "processing, ready or failed.",
+            json!({"type": "string", "enum": ["processing", "ready", "failed"]})
+        ),
+        q(
+            "external_id",
+            "(beyond) The product with this external id.",
+            json!({"type": "string"})
+        ),
+    ]);
+    let id_param = json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string", "format": "uuid"}});
+    let mut get_product = op(
+        "Get a product with its features",
+        "`features`: embedding model, colors, attributes, silhouette summary. `?include=embedding` adds `features.embedding`, \
+         `features.silhouette.embedding` and `features.color_signature`. Another account's (or mode's) id answers 404.",
+        None,
+        json!({"allOf": [product_ref.clone(), {"type": "object", "properties": {"features": {"type": ["object", "null"]}}}]}),
+        &[ErrorCode::InvalidParameter, ErrorCode::NotFound],
+    );
+    get_product["parameters"] = json!([
+        id_param.clone(),
+        q(
+            "include",
+            "`embedding`",
+            json!({"type": "string", "enum": ["embedding"]})
+        )
+    ]);
+    let mut delete_product = op(
+        "Delete a product",
+        "Removed from listings and search before the answer is sent.",
+        None,
+        json!({"type": "object", "required": ["id", "deleted"], "properties": {"id": {"type": "string"}, "deleted": {"type": "boolean"}}}),
+        &[ErrorCode::NotFound],
+    );
+    delete_product["parameters"] = json!([id_param]);
+    let search = op(
+        "Visual search in the catalog",
+        "Query by exactly one of `image_url`, `image_base64`, `product_id` (excluded from its own results) or (beyond) `text` \
+         (needs a CLIP model with a text tower; otherwise 400 naming `text`). \
+         `score` = (w_visual·visual + w_silhouette·silhouette + w_color·color) / (sum of weights), each a cosine similarity of L2-normalised vectors clamped to [0, 1]; \
+         weights not given are 0 once `weights` is given (default: visual only). `scores` reports every component that could be computed. \
+         Plans: HNSW over the visual vectors with exact re-scoring; exact scoring when the catalog or the filtered subset is small, or when the visual weight is 0; \
+         filters are applied during graph traversal otherwise, so they never cut results short. \
+         `cheaper_than` (dupes mode) keeps products priced strictly below it, compared in `filters.currency`, else the query product's currency, else USD. \
+         One call.",
+        Some(json!({"type": "object", "additionalProperties": false, "properties": {
+            "image_url": {"type": "string"}, "image_base64": {"type": "string"},
+            "product_id": {"type": "string"}, "text": {"type": "string", "maxLength": 1000},
+            "top_k": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
+            "min_score": {"type": "number", "minimum": 0, "maximum": 1, "default": 0},
+            "filters": filters.clone(),
+            "cheaper_than": {"type": "number", "exclusiveMinimum": 0},
+            "weights": {"type": "object", "additionalProperties": false, "properties": {
+                "visual": {"type": "number", "minimum": 0, "maximum": 100}, "silhouette": {"type": "number", "minimum": 0, "maximum": 100},
+                "color": {"type": "number", "minimum": 0, "maximum": 100}}},
+            "exclude_ids": {"type": "array", "maxItems": 1000, "items": {"type": "string"}},
+            "model": {"type": "string", "description": "Embedding space to search (default: the query's)."}}})),
+        json!({"type": "object", "required": ["results", "took_ms"], "properties": {
+            "results": {"type": "array", "items": {"type": "object", "required": ["product", "score", "scores"], "properties": {
+                "product": product_ref.clone(), "score": {"type": "number"},
+                "scores": {"type": "object", "properties": {"visual": {"type": "number"}, "silhouette": {"type": "number"}, "color": {"type": "number"}}}}}},
+            "took_ms": {"type": "integer", "description": "Index search and result loading, rounded."},
+            "search_ms": {"type": "number"}, "query_features_ms": {"type": "number"},
+            "model": {"type": "string"}, "plan": {"type": "string", "enum": ["exact", "hnsw", "hnsw_filtered"]},
+            "candidates": {"type": "integer"}}}),
+        &[ErrorCode::MissingParameter, ErrorCode::InvalidParameter, ErrorCode::InvalidImageUrl, ErrorCode::InvalidBase64,
+          ErrorCode::QuotaExceeded, ErrorCode::NotFound, ErrorCode::PayloadTooLarge, ErrorCode::ImageFetchFailed,
+          ErrorCode::UnsupportedFormat, ErrorCode::ImageTooLarge, ErrorCode::ProcessingFailed],
+    );
+    let duplicates = op(
+        "Groups of near-duplicate products",
+        "(beyond) Products whose visual similarity chains at or above `threshold` (single linkage over each product's 10 nearest neighbours, found with the index: \
+         no all-pairs comparison). A group's `score` is its weakest link. Groups sorted by score. One call.",
+        Some(json!({"type": "object", "additionalProperties": false, "properties": {
+            "threshold": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.95},
+            "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
+            "filters": filters, "cheaper_than": {"type": "number"}, "model": {"type": "string"}}})),
+        json!({"type": "object", "required": ["groups", "total_groups"], "properties": {
+            "groups": {"type": "array", "items": {"type": "object", "required": ["product_ids", "score"], "properties": {
+                "product_ids": {"type": "array", "items": {"type": "string"}}, "score": {"type": "number"}}}},
+            "total_groups": {"type": "integer"}, "threshold": {"type": "number"}, "model": {"type": "string"}, "took_ms": {"type": "integer"}}}),
+        &[ErrorCode::InvalidParameter, ErrorCode::QuotaExceeded],
+    );
+
     let plain = |summary: &str, description: &str, body: Value| {
         json!({"summary": summary, "description": description, "security": [],
                "responses": {"200": {"description": "OK", "content": body}}})
@@ -324,6 +491,10 @@ fn build() -> Value {
             "/v1/batch": {"post": batch},
             "/v1/usage": {"get": {"summary": "Usage of the caller's account", "description": "Any valid key.",
                 "security": [{"ApiKey": []}, {"Bearer": []}], "responses": usage_responses}},
+            "/v1/catalog/products": {"post": upload, "get": list},
+            "/v1/catalog/products/{id}": {"get": get_product, "delete": delete_product},
+            "/v1/catalog/search": {"post": search},
+            "/v1/catalog/duplicates": {"post": duplicates},
         },
         "components": {
             "securitySchemes": {
@@ -348,6 +519,34 @@ fn build() -> Value {
                     "image_base64": {"type": "string", "description": "Standard or URL-safe base64, padding optional, data: prefix allowed."},
                     "images": {"type": "array", "minItems": 1, "maxItems": 10, "items": {"type": "object", "properties": {
                         "image_url": {"type": "string"}, "image_base64": {"type": "string"}}}}}},
+                "ProductInput": {"type": "object", "required": ["title"], "additionalProperties": false,
+                    "description": "image_url or image_base64 is required (not both). Unknown fields are refused: custom fields go in metadata.",
+                    "properties": {
+                        "title": {"type": "string", "minLength": 1, "maxLength": 500},
+                        "image_url": {"type": "string", "format": "uri"}, "image_base64": {"type": "string"},
+                        "external_id": {"type": "string", "maxLength": 256, "description": "Upsert key within the catalog."},
+                        "sku": {"type": "string", "maxLength": 256}, "description": {"type": "string", "maxLength": 10000},
+                        "brand": {"type": "string", "maxLength": 256}, "category": {"type": "string", "maxLength": 256},
+                        "price": {"type": "number", "minimum": 0},
+                        "currency": {"type": "string", "pattern": "^[A-Za-z]{3}$", "default": "USD"},
+                        "product_url": {"type": "string", "format": "uri"},
+                        "metadata": {"type": "object", "description": "Flat: string, number, boolean or null values; at most 8 KB as JSON.",
+                                     "additionalProperties": {"type": ["string", "number", "boolean", "null"]}}}},
+                "UpsertResult": {"type": "object", "required": ["id", "status", "embedding_status"], "properties": {
+                    "id": {"type": "string", "format": "uuid"}, "external_id": {"type": ["string", "null"]},
+                    "status": {"type": "string", "enum": ["created", "updated"]},
+                    "embedding_status": {"type": "string", "enum": ["processing", "ready", "failed"]}}},
+                "Product": {"type": "object", "required": ["id", "title", "currency", "embedding_status", "created_at", "updated_at"], "properties": {
+                    "id": {"type": "string", "format": "uuid"}, "external_id": {"type": ["string", "null"]},
+                    "title": {"type": "string"}, "sku": {"type": ["string", "null"]}, "description": {"type": ["string", "null"]},
+                    "brand": {"type": ["string", "null"]}, "category": {"type": ["string", "null"]},
+                    "price": {"type": ["number", "null"]}, "currency": {"type": "string"},
+                    "image_url": {"type": ["string", "null"], "description": "null for base64 uploads."},
+                    "product_url": {"type": ["string", "null"]}, "metadata": {"type": "object"},
+                    "embedding_status": {"type": "string", "enum": ["processing", "ready", "failed"]},
+                    "embedding_error": {"type": ["object", "null"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
+                    "created_at": {"type": "string", "format": "date-time"}, "updated_at": {"type": "string", "format": "date-time"},
+                    "processed_at": {"type": ["string", "null"], "format": "date-time"}}},
                 "Scope": {"type": "string", "enum": Scope::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>()},
             },
         },

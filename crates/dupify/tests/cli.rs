@@ -777,7 +777,10 @@ fn kill_9_mid_processing_loses_and_duplicates_nothing() {
         let store = dupify_store::SqliteStore::open(dir.path()).unwrap();
         store.pending_jobs().await.unwrap()
     });
-    assert!(pending > 0, "the kill came after all the work: nothing to recover");
+    assert!(
+        pending > 0,
+        "the kill came after all the work: nothing to recover"
+    );
     let mut child = Command::new(env!("CARGO_BIN_EXE_dupify"))
         .arg("--data-dir")
         .arg(dir.path())
