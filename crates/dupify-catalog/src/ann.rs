@@ -27,6 +27,11 @@ pub trait AnnIndex: Send + Sync {
         filter: Option<&(dyn Fn(u64) -> bool + Sync)>,
     ) -> anyhow::Result<Vec<(u64, f32)>>;
     fn contains(&self, key: u64) -> bool;
+    /// Makes room for `n` vectors in all, so that [`AnnIndex::add_reserved`] can be
+    /// called from several threads at once.
+    fn reserve(&self, n: usize) -> anyhow::Result<()>;
+    /// Adds a new key without growing the index (see `reserve`); thread-safe.
+    fn add_reserved(&self, key: u64, vector: &[f32]) -> anyhow::Result<()>;
     fn save(&self, path: &Path) -> anyhow::Result<()>;
     fn memory_bytes(&self) -> usize;
 }
@@ -49,8 +54,40 @@ impl Default for HnswParams {
     }
 }
 
+/// Concurrent operations one index allows. usearch keeps one search context per
+/// reserved thread and does not wait for a free one (a call beyond the reserve
+/// corrupts its bookkeeping and deadlocks), so calls are admitted by [`Slots`] first.
+const CONTEXTS: usize = 16;
+
+/// A counting semaphore over the index's thread contexts.
+struct Slots {
+    free: std::sync::Mutex<usize>,
+    cv: std::sync::Condvar,
+}
+
+struct Slot<'a>(&'a Slots);
+
+impl Slots {
+    fn take(&self) -> Slot<'_> {
+        let mut n = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        while *n == 0 {
+            n = self.cv.wait(n).unwrap_or_else(|p| p.into_inner());
+        }
+        *n -= 1;
+        Slot(self)
+    }
+}
+
+impl Drop for Slot<'_> {
+    fn drop(&mut self) {
+        *self.0.free.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.0.cv.notify_one();
+    }
+}
+
 pub struct UsearchIndex {
     index: usearch::Index,
+    slots: Slots,
 }
 
 fn options(dims: usize, p: HnswParams) -> usearch::IndexOptions {
@@ -74,8 +111,10 @@ fn err(e: impl std::fmt::Display) -> anyhow::Error {
 impl UsearchIndex {
     pub fn new(dims: usize, params: HnswParams) -> anyhow::Result<Self> {
         let index = usearch::Index::new(&options(dims, params)).map_err(err)?;
-        index.reserve(1024).map_err(err)?;
-        Ok(UsearchIndex { index })
+        index
+            .reserve_capacity_and_threads(1024, CONTEXTS)
+            .map_err(err)?;
+        Ok(Self::wrap(index))
     }
 
     /// Loads a saved index; refuses one of other dimensions.
@@ -91,7 +130,20 @@ impl UsearchIndex {
                 index.dimensions()
             );
         }
-        Ok(UsearchIndex { index })
+        index
+            .reserve_capacity_and_threads(index.capacity().max(1024), CONTEXTS)
+            .map_err(err)?;
+        Ok(Self::wrap(index))
+    }
+
+    fn wrap(index: usearch::Index) -> Self {
+        UsearchIndex {
+            index,
+            slots: Slots {
+                free: std::sync::Mutex::new(CONTEXTS),
+                cv: std::sync::Condvar::new(),
+            },
+        }
     }
 }
 
@@ -105,11 +157,14 @@ impl AnnIndex for UsearchIndex {
     fn add(&self, key: u64, vector: &[f32]) -> anyhow::Result<()> {
         if self.index.size() + 1 > self.index.capacity() {
             let cap = (self.index.capacity() * 2).max(1024);
-            self.index.reserve(cap).map_err(err)?;
+            self.index
+                .reserve_capacity_and_threads(cap, CONTEXTS)
+                .map_err(err)?;
         }
         if self.index.contains(key) {
             self.index.remove(key).map_err(err)?;
         }
+        let _slot = self.slots.take();
         self.index.add(key, vector).map_err(err)
     }
     fn remove(&self, key: u64) -> anyhow::Result<()> {
@@ -132,6 +187,7 @@ impl AnnIndex for UsearchIndex {
         // results widens the beam per query instead (usearch searches with at least
         // `count` candidates), so concurrent searches need no lock.
         let count = k.max(ef);
+        let _slot = self.slots.take();
         let m = match filter {
             Some(f) => self.index.filtered_search(query, count, f),
             None => self.index.search(query, count),
@@ -146,6 +202,18 @@ impl AnnIndex for UsearchIndex {
     }
     fn contains(&self, key: u64) -> bool {
         self.index.contains(key)
+    }
+    fn reserve(&self, n: usize) -> anyhow::Result<()> {
+        if n > self.index.capacity() {
+            self.index
+                .reserve_capacity_and_threads(n, CONTEXTS)
+                .map_err(err)?;
+        }
+        Ok(())
+    }
+    fn add_reserved(&self, key: u64, vector: &[f32]) -> anyhow::Result<()> {
+        let _slot = self.slots.take();
+        self.index.add(key, vector).map_err(err)
     }
     fn save(&self, path: &Path) -> anyhow::Result<()> {
         let p = path

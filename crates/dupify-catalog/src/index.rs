@@ -803,6 +803,9 @@ impl CatalogIndex {
             }
         }
         let mut max_seq = watermark;
+        // Graph insertions are collected per space and done in parallel below: a cold
+        // build of 100k vectors is the slow part of a start without a snapshot.
+        let mut pending: HashMap<String, Vec<i64>> = HashMap::new();
         for row in rows {
             max_seq = max_seq.max(row.change_seq);
             let seq = row.change_seq;
@@ -821,12 +824,43 @@ impl CatalogIndex {
                 continue;
             }
             // Unchanged since the snapshot and in its graph: only the entry is needed.
-            if seq <= watermark && space.ann.contains(pk as u64) {
-                space.put_entry(entry);
-            } else {
-                space.upsert(entry)?;
+            let in_graph = seq <= watermark && space.ann.contains(pk as u64);
+            if !in_graph {
+                if space.ann.contains(pk as u64) {
+                    space.ann.remove(pk as u64)?;
+                }
+                pending.entry(model.clone()).or_default().push(pk);
             }
+            space.put_entry(entry);
             idx.location.insert(pk, model);
+        }
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get());
+        for (model, pks) in pending {
+            let Some(space) = idx.spaces.get(&model) else {
+                continue;
+            };
+            space.ann.reserve(space.ann.len() + pks.len() + 1024)?;
+            let chunk = pks.len().div_ceil(threads).max(1);
+            std::thread::scope(|sc| -> anyhow::Result<()> {
+                let handles: Vec<_> = pks
+                    .chunks(chunk)
+                    .map(|part| {
+                        sc.spawn(move || -> anyhow::Result<()> {
+                            for &pk in part {
+                                if let Some(e) = space.get(pk) {
+                                    space.ann.add_reserved(pk as u64, &e.visual)?;
+                                }
+                            }
+                            Ok(())
+                        })
+                    })
+                    .collect();
+                for h in handles {
+                    h.join()
+                        .map_err(|_| anyhow::anyhow!("index build thread panicked"))??;
+                }
+                Ok(())
+            })?;
         }
         // Graph nodes of products that left the space after the snapshot.
         for (model, keys) in saved_keys {

@@ -361,3 +361,41 @@ fn duplicate_groups() {
     let only = space.duplicates(0.98, &f, 10, 2, &hnsw_cfg());
     assert!(only.len() < groups.len());
 }
+
+#[test]
+fn many_concurrent_searches_and_inserts() {
+    // usearch has a fixed number of thread contexts; more concurrent calls than that
+    // must wait, never corrupt or deadlock (a real failure before the index admitted
+    // callers itself).
+    let (rows, centres) = catalog(3_000, 9);
+    let idx = std::sync::RwLock::new(build(&rows));
+    let cfg = hnsw_cfg();
+    std::thread::scope(|sc| {
+        for t in 0..40u64 {
+            let (idx, centres) = (&idx, &centres);
+            sc.spawn(move || {
+                let mut rng = Rng::new(100 + t);
+                for _ in 0..50 {
+                    let v = synth::near(&mut rng, centres, 0.6);
+                    let r = idx
+                        .read()
+                        .unwrap()
+                        .space(MODEL)
+                        .unwrap()
+                        .search(&query(v, 10, Filter::default()), &cfg)
+                        .unwrap();
+                    assert_eq!(r.hits.len(), 10);
+                }
+            });
+        }
+        // Duplicates use several threads of their own at the same time.
+        let g = idx.read().unwrap().space(MODEL).unwrap().duplicates(
+            0.99,
+            &Filter::default(),
+            10,
+            8,
+            &cfg,
+        );
+        assert!(g.len() < 3_000);
+    });
+}

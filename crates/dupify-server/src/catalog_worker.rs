@@ -26,26 +26,34 @@ pub struct Extracted {
     pub vectors: ProductVectors,
 }
 
-/// Runs embedding, silhouette, colors and attributes on one image, decoding and
-/// segmenting it once.
+/// Runs embedding, silhouette, colors and (for products, not search queries)
+/// attributes on one image, decoding and segmenting it once.
 pub async fn extract_features(
     state: &SharedState,
     bytes: Bytes,
     parameter: &str,
+    with_attributes: bool,
 ) -> Result<Extracted, ApiError> {
     let models = ModelChoice::resolve(state, None, "model")?;
     let none = Map::new();
-    let ops = vec![
+    let mut ops = vec![
         build_op(state, "embed", &none, &models).await?,
         build_op(state, "silhouette", &none, &models).await?,
         build_op(state, "colors", &none, &models).await?,
-        build_op(state, "attributes", &none, &models).await?,
     ];
+    if with_attributes {
+        ops.push(build_op(state, "attributes", &none, &models).await?);
+    }
+    let n = ops.len();
     let mut out = process_image(state, bytes, parameter.to_owned(), ops, &models).await?;
-    if out.len() != 4 {
+    if out.len() != n {
         return Err(ApiError::internal());
     }
-    let attributes = out.pop().unwrap_or_default();
+    let attributes = if with_attributes {
+        out.pop().unwrap_or_default()
+    } else {
+        Map::new()
+    };
     let colors = out.pop().unwrap_or_default();
     let silhouette = out.pop().unwrap_or_default();
     let embed = out.pop().unwrap_or_default();
@@ -308,7 +316,7 @@ async fn run_job(state: &SharedState, job: LeasedJob) {
             ProductImage::Bytes(_) => "image_base64",
         };
         match bytes {
-            Ok(b) => extract_features(state, b, parameter).await,
+            Ok(b) => extract_features(state, b, parameter, true).await,
             Err(e) => Err(e),
         }
     };

@@ -1091,3 +1091,66 @@ async fn quota_is_reserved_at_upload_and_test_keys_are_free() {
     let (_, tl) = get_json(&s, &test, "/v1/catalog/products").await;
     assert_eq!(tl["total"], 4);
 }
+
+#[tokio::test]
+async fn text_search_with_a_clip_text_tower_and_real_segmentation() {
+    let s = TestServer::with_models(ModelSet::WithClip, |_| {}).await;
+    let key = s.admin_key().await;
+    let mut ids = Vec::new();
+    for i in 0..3 {
+        let (st, v) = upload(
+            &s,
+            &key,
+            json!({"title": format!("p{i}"), "image_base64": disc_png(i + 10)}),
+        )
+        .await;
+        assert_eq!(st, 201, "{v}");
+        ids.push(v["id"].as_str().unwrap().to_owned());
+    }
+    let mut model = String::new();
+    for id in &ids {
+        let p = wait_done(&s, &key, id).await;
+        assert_eq!(p["embedding_status"], "ready", "{p}");
+        // Products are embedded with the CLIP image tower when one is loaded.
+        model = p["features"]["model"].as_str().unwrap().to_owned();
+        assert_ne!(model, "dupify-visual-v1");
+        assert!(
+            p["features"]["foreground"]["source"]
+                .as_str()
+                .unwrap()
+                .contains("u2netp"),
+            "{p}"
+        );
+    }
+    let r = search(&s, &key, json!({"text": "a red round product", "top_k": 3})).await;
+    assert_eq!(r["model"], model.as_str());
+    let results = r["results"].as_array().unwrap();
+    assert_eq!(results.len(), 3, "{r}");
+    for x in results {
+        assert!(x["scores"]["visual"].is_number());
+        assert!(
+            x["scores"].get("silhouette").is_none(),
+            "text has only visual similarity"
+        );
+    }
+    // Image queries land in the same space.
+    let r = search(&s, &key, json!({"image_base64": disc_png(11), "top_k": 1})).await;
+    assert_eq!(result_ids(&r), vec![ids[1].clone()]);
+    expect_invalid(
+        &s,
+        &key,
+        "/v1/catalog/search",
+        json!({"text": "x", "weights": {"color": 1}}),
+        "weights",
+    )
+    .await;
+    // A space that does not exist, or whose vectors have other dimensions, is a 400.
+    expect_invalid(
+        &s,
+        &key,
+        "/v1/catalog/search",
+        json!({"product_id": ids[0], "model": "dupify-visual-v1"}),
+        "model",
+    )
+    .await;
+}

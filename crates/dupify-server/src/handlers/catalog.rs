@@ -941,13 +941,14 @@ pub async fn search(
                 return Err(ApiError::invalid(&parameter, "one image per search").into());
             };
             let loaded = load(&state, &item).await?;
-            let x = extract_features(&state, loaded.bytes, &item.parameter).await?;
+            let x = extract_features(&state, loaded.bytes, &item.parameter, false).await?;
             query.visual = Some(x.vectors.embedding);
             query.silhouette = Some(x.vectors.silhouette);
             query.color = Some(x.vectors.color);
             x.vectors.model
         }
     };
+    let explicit_model = model_opt.is_some();
     let model = model_opt.unwrap_or(model);
     let feature_ms = started.elapsed().as_secs_f64() * 1000.0;
     if filter.cheaper_than.is_some() && filter.currency.is_none() {
@@ -968,14 +969,35 @@ pub async fn search(
     let result = state
         .catalogs
         .with_index(shard, move |idx, cfg| {
-            idx.space(&m).map(|s| s.search(&query, cfg))
+            idx.space(&m).map(|s| {
+                let dims = query.visual.as_ref().map_or(s.dims, Vec::len);
+                if dims != s.dims {
+                    Err(Err(s.dims))
+                } else {
+                    s.search(&query, cfg).map_err(Ok)
+                }
+            })
         })
         .await
         .map_err(|_| ApiError::internal())?;
     let (hits, plan, candidates) = match result {
+        None if explicit_model => {
+            return Err(ApiError::invalid(
+                "model",
+                format!("no product of this catalog is embedded with {model}"),
+            )
+            .into())
+        }
         None => (Vec::new(), Plan::Exact, 0),
         Some(Ok(r)) => (r.hits, r.plan, r.candidates),
-        Some(Err(e)) => {
+        Some(Err(Err(dims))) => {
+            return Err(ApiError::invalid(
+                "model",
+                format!("the {model} space holds {dims}-dimension vectors; the query's are of another model"),
+            )
+            .into())
+        }
+        Some(Err(Ok(e))) => {
             tracing::error!(error = %e, "catalog search failed");
             return Err(ApiError::internal().into());
         }
