@@ -82,6 +82,13 @@ fn hnsw_recall_unfiltered_and_filtered() {
             },
         ),
         (
+            "89% category",
+            Filter {
+                category: Some("cat-2".into()),
+                ..Filter::default()
+            },
+        ),
+        (
             "1% category",
             Filter {
                 category: Some("cat-0".into()),
@@ -105,7 +112,11 @@ fn hnsw_recall_unfiltered_and_filtered() {
             assert_eq!(plans, HashSet::from([Plan::Hnsw]));
         }
         if name == "10% category" {
-            // 600 matching products, above the 100 threshold: filtered traversal.
+            // 600 of 6000: cheaper to score exactly than to traverse (600² ≤ 3000·6000).
+            assert_eq!(plans, HashSet::from([Plan::Exact]));
+        }
+        if name == "89% category" {
+            // 5340 of 6000: a broad filter, applied during traversal.
             assert_eq!(plans, HashSet::from([Plan::HnswFiltered]));
         }
         if name == "1% category" {

@@ -51,6 +51,10 @@ async fn start(dir: &std::path::Path) -> Server {
         models_dir: "/nonexistent".into(),
         catalog_workers: 0,
         log_format: "text".into(),
+        catalog_hnsw_ef: std::env::var("EF")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(ServerConfig::default().catalog_hnsw_ef),
         ..ServerConfig::default()
     };
     let listener = tokio::net::TcpListener::bind(cfg.bind).await.unwrap();
@@ -115,7 +119,16 @@ async fn main() -> anyhow::Result<()> {
     for chunk_start in (0..n).step_by(5_000) {
         let mut rows = Vec::new();
         for i in chunk_start..(chunk_start + 5_000).min(n) {
-            let v = synth::near(&mut rng, &centres, 0.6);
+            // Every 1000th product is a near-copy of the one before (a re-listed item),
+            // so duplicate detection has something to find.
+            let v = if i % 1000 == 999 {
+                let mut v = vectors[i - 1].clone();
+                v[0] += 0.01;
+                synth::normalise(&mut v);
+                v
+            } else {
+                synth::near(&mut rng, &centres, 0.6)
+            };
             vectors.push(v.clone());
             cats.push(synth::category_of(i));
             rows.push((
@@ -308,7 +321,7 @@ async fn main() -> anyhow::Result<()> {
         .post(format!("{}/v1/catalog/duplicates", server.base))
         .header("X-API-Key", &key)
         .timeout(Duration::from_secs(3600))
-        .json(&json!({"threshold": 0.95}))
+        .json(&json!({"threshold": 0.95, "model": MODEL}))
         .send()
         .await?;
     let v: Value = r.json().await?;
