@@ -1,3 +1,4 @@
+#![allow(clippy::needless_range_loop, clippy::type_complexity)]
 //! The index against exact search: recall with and without filters, every filter,
 //! updates and deletes, snapshots, duplicate groups.
 
