@@ -97,7 +97,15 @@ fn disc_png(seed: u32) -> String {
 /// Ready products with synthetic vectors, straight into the store (the index at a
 /// scale where real images would be slow).
 /// title, category, brand, price, currency, metadata, visual vector.
-type Seed<'a> = (&'a str, Option<&'a str>, Option<&'a str>, f64, &'a str, Value, Vec<f32>);
+type Seed<'a> = (
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    f64,
+    &'a str,
+    Value,
+    Vec<f32>,
+);
 
 async fn seed_products(
     s: &TestServer,
