@@ -60,7 +60,7 @@ KEY=$(grep -Eo 'fe_live_[A-Za-z0-9]{32}' "$WORK/serve.out" | head -1)
 cpu() { awk '{print $14 + $15}' /proc/$SERVER/stat; }
 TCK=$(getconf CLK_TCK)
 C0=$(cpu); T0=$(date +%s.%N)
-"$BIN" catalog import "$WORK/products.jsonl" --url http://127.0.0.1:$PORT --key "$KEY" --quiet
+"$BIN" catalog import "$WORK/products.jsonl" --server http://127.0.0.1:$PORT --key "$KEY" --quiet
 T1=$(date +%s.%N)
 while :; do
   P=$(curl -s -H "X-API-Key: $KEY" "http://127.0.0.1:$PORT/v1/catalog/products?embedding_status=processing&limit=1" | python3 -c 'import json,sys; print(json.load(sys.stdin)["total"])')

@@ -67,7 +67,12 @@ enum CatalogCmd {
         /// The CSV or JSONL file.
         file: PathBuf,
         /// The API's base URL.
-        #[arg(long, env = "DUPIFY_URL", default_value = "http://127.0.0.1:8080")]
+        #[arg(
+            long = "server",
+            visible_alias = "url",
+            env = "DUPIFY_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
         url: String,
         /// API key with the `catalog` scope.
         #[arg(long, env = "DUPIFY_API_KEY", hide_env_values = true)]
