@@ -197,96 +197,57 @@ fn save_state(path: &Path, s: &State) -> anyhow::Result<()> {
 
 /// What one batch request ended with.
 enum Sent {
-    Results(Value),
+    Results(dupify_client::UploadResponse),
     /// The server refused the whole request; stop.
     Fatal(String),
 }
 
-fn retry_after(res: &reqwest::Response) -> Option<Duration> {
-    res.headers()
-        .get(reqwest::header::RETRY_AFTER)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|s| Duration::from_secs_f64(s.clamp(0.0, 3600.0)))
-}
-
-fn backoff(attempt: u32) -> Duration {
-    // Exponential with full jitter, capped at 30 s.
-    let cap = (0.5 * 2f64.powi(attempt as i32)).min(30.0);
-    Duration::from_secs_f64(cap * (0.5 + rand::random::<f64>() * 0.5))
+/// The SDK client with the import's policy: the API's retry guidance (429 after
+/// `Retry-After`, 5xx with exponential backoff and jitter, never other 4xx), bounded
+/// by `--max-retries` per batch rather than by a deadline, since an import may
+/// legitimately wait out many minutes of throttling.
+fn client(
+    args: &ImportArgs,
+    waits: std::sync::Arc<std::sync::Mutex<Vec<Duration>>>,
+) -> anyhow::Result<dupify_client::Client> {
+    Ok(dupify_client::Client::builder(args.url.clone())
+        .api_key(args.key.clone())
+        .timeout(Duration::from_secs(300))
+        .retry_policy(dupify_client::RetryPolicy {
+            max_retries: args.max_retries,
+            base_delay: Duration::from_millis(500),
+            max_delay: Duration::from_secs(30),
+            max_retry_after: Duration::from_secs(3600),
+            deadline: None,
+        })
+        .on_retry(move |e| {
+            if let Ok(mut w) = waits.lock() {
+                w.push(e.wait);
+            }
+        })
+        .build()?)
 }
 
 async fn send(
-    client: &reqwest::Client,
-    args: &ImportArgs,
+    client: &dupify_client::Client,
     batch: &[Map<String, Value>],
-    waits: &mut Vec<Duration>,
 ) -> anyhow::Result<Sent> {
-    let body = serde_json::json!({"products": batch});
-    let url = format!("{}/v1/catalog/products", args.url.trim_end_matches('/'));
-    let mut attempt = 0;
-    loop {
-        let res = client
-            .post(&url)
-            .header("X-API-Key", &args.key)
-            .json(&body)
-            .send()
-            .await;
-        let wait = match res {
-            Err(e) => {
-                if attempt >= args.max_retries {
-                    bail!("the server could not be reached: {e}");
-                }
-                backoff(attempt)
-            }
-            Ok(res) => {
-                let status = res.status().as_u16();
-                let advised = retry_after(&res);
-                let v: Value = res.json().await.unwrap_or(Value::Null);
-                match status {
-                    200..=299 => return Ok(Sent::Results(v)),
-                    429 | 503 | 500 | 502 | 504 if attempt < args.max_retries => {
-                        match (status, advised) {
-                            (429 | 503, Some(d)) => d.max(Duration::from_millis(100)),
-                            _ => backoff(attempt),
-                        }
-                    }
-                    _ => {
-                        let code = v["error"]["code"].as_str().unwrap_or("http_error");
-                        let msg = v["error"]["message"].as_str().unwrap_or("");
-                        return Ok(Sent::Fatal(format!("HTTP {status} {code}: {msg}")));
-                    }
-                }
-            }
-        };
-        waits.push(wait);
-        attempt += 1;
-        tokio::time::sleep(wait).await;
+    match client.upload_products_raw(batch).await {
+        Ok(r) => Ok(Sent::Results(r.into_inner())),
+        Err(dupify_client::Error::Api(e)) => Ok(Sent::Fatal(e.to_string())),
+        Err(e @ dupify_client::Error::Decode(_)) => Ok(Sent::Fatal(e.to_string())),
+        Err(e) => bail!("the server could not be reached: {e}"),
     }
 }
 
 /// Products per request: the tier's limit, read from `/v1/usage`.
-async fn tier_batch(client: &reqwest::Client, args: &ImportArgs) -> anyhow::Result<usize> {
-    let url = format!("{}/v1/usage", args.url.trim_end_matches('/'));
-    let res = client
-        .get(&url)
-        .header("X-API-Key", &args.key)
-        .send()
-        .await
-        .with_context(|| format!("cannot reach {}", args.url))?;
-    let status = res.status();
-    let v: Value = res.json().await.unwrap_or(Value::Null);
-    if !status.is_success() {
-        bail!(
-            "the server refused the key: HTTP {} {}",
-            status.as_u16(),
-            v["error"]["message"].as_str().unwrap_or("")
-        );
-    }
-    let tier = v["tier"]
-        .as_str()
-        .and_then(dupify_core::Tier::parse)
-        .unwrap_or(dupify_core::Tier::Free);
+async fn tier_batch(client: &dupify_client::Client, args: &ImportArgs) -> anyhow::Result<usize> {
+    let usage = match client.usage().await {
+        Ok(u) => u,
+        Err(dupify_client::Error::Api(e)) => bail!("the server refused the key: {e}"),
+        Err(e) => return Err(e).with_context(|| format!("cannot reach {}", args.url)),
+    };
+    let tier = dupify_core::Tier::parse(&usage.tier).unwrap_or(dupify_core::Tier::Free);
     Ok(tier.limits().products_per_upload as usize)
 }
 
@@ -320,9 +281,8 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<i32> {
         _ => State::default(),
     };
     state.file_len = file_len;
-    let client = reqwest::Client::builder()
-        .timeout(Duration::from_secs(300))
-        .build()?;
+    let waits = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let client = client(&args, waits.clone())?;
     let limit = tier_batch(&client, &args).await?;
     let batch_size = args.batch.map_or(limit, |b| b.clamp(1, limit));
 
@@ -340,7 +300,6 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<i32> {
     bar.set_position(state.rows_done as u64);
     let started = Instant::now();
     let start_rows = state.rows_done;
-    let mut waits = Vec::new();
     let mut fatal = None;
     let record = |state: &mut State, row: &Row, code: &str, message: &str| {
         state.failed += 1;
@@ -375,23 +334,18 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<i32> {
             }
         }
         if !sendable.is_empty() {
-            match send(&client, &args, &sendable, &mut waits).await? {
+            match send(&client, &sendable).await? {
                 Sent::Fatal(why) => {
                     fatal = Some(why);
                     break;
                 }
-                Sent::Results(v) => {
-                    let results = v["results"].as_array().cloned().unwrap_or_default();
-                    for (row, r) in slots.iter().zip(results.iter()) {
-                        match r["status"].as_str() {
-                            Some("created") => state.created += 1,
-                            Some("updated") => state.updated += 1,
-                            _ => record(
-                                &mut state,
-                                row,
-                                r["error"]["code"].as_str().unwrap_or("unknown"),
-                                r["error"]["message"].as_str().unwrap_or(""),
-                            ),
+                Sent::Results(r) => {
+                    for (row, item) in slots.iter().zip(r.results.results.iter()) {
+                        match item {
+                            Ok(u) if u.status == "created" => state.created += 1,
+                            Ok(u) if u.status == "updated" => state.updated += 1,
+                            Ok(u) => record(&mut state, row, "unknown", &u.status),
+                            Err(e) => record(&mut state, row, &e.code, &e.message),
                         }
                     }
                 }
@@ -414,6 +368,7 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<i32> {
         state.updated,
         state.failed
     );
+    let waits = waits.lock().map(|w| w.clone()).unwrap_or_default();
     if !waits.is_empty() {
         let total: f64 = waits.iter().map(Duration::as_secs_f64).sum();
         println!(
