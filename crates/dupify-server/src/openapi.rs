@@ -108,11 +108,29 @@ fn image_operation(
         "summary": summary,
         "description": format!("{description}\n\nScope: `{}`.", scope.as_str()),
         "security": [{"ApiKey": []}, {"Bearer": []}],
-        "requestBody": {"required": true, "content": {"application/json": {"schema": {
-            "allOf": [{"$ref": "#/components/schemas/ImageInput"}, {"type": "object", "properties": options}]
-        }}}},
+        "requestBody": {"required": true, "content": {"application/json": {"schema": image_body(options)}}},
         "responses": responses,
     })
+}
+
+/// The body of an image endpoint: exactly one image form (or, for `/v1/embed`, a text
+/// form), the endpoint's options, and never both spellings of the model option.
+fn image_body(options: Value) -> Value {
+    let mut forms = vec!["image_url", "image_base64", "images"];
+    if options.get("text").is_some() {
+        forms.extend(["text", "texts"]);
+    }
+    let mut body = json!({
+        "allOf": [{"$ref": "#/components/schemas/ImageInput"}, {"type": "object", "properties": options}],
+        "oneOf": forms.iter().map(|f| json!({"required": [f]})).collect::<Vec<_>>(),
+    });
+    if options.get("model").is_some() && options.get("segmentation_model").is_some() {
+        body["not"] = json!({"required": ["model", "segmentation_model"]});
+    }
+    if options.get("operations").is_some() {
+        body["required"] = json!(["operations"]);
+    }
+    body
 }
 
 fn result(required: &[&str], properties: Value) -> Value {
@@ -264,7 +282,7 @@ fn build() -> Value {
     batch["responses"]["200"]["content"]["application/json"]["schema"] = json!({
         "type": "object", "properties": {
             "results": {"type": "array", "items": {"oneOf": [
-                {"type": "object", "additionalProperties": {"type": "object"}},
+                {"type": "object", "not": {"required": ["error"]}, "additionalProperties": {"type": "object"}},
                 {"$ref": "#/components/schemas/ItemError"}]}},
             "processing_time_ms": {"type": "integer"}}});
 
@@ -324,7 +342,8 @@ fn build() -> Value {
          An upload whose image is processed successfully counts one call.",
         Some(json!({"oneOf": [{"$ref": "#/components/schemas/ProductInput"},
             {"type": "object", "required": ["products"], "additionalProperties": false, "properties": {"products": {
-                "type": "array", "minItems": 1, "maxItems": 1000, "items": {"$ref": "#/components/schemas/ProductInput"}}}}]})),
+                "type": "array", "minItems": 1, "maxItems": 1000, "items": {
+                    "description": "Each item is a ProductInput. Items are validated one by one: an invalid item fails in its slot of `results` and does not fail the others."}}}}]})),
         json!({"oneOf": [upsert_ref.clone(), {"type": "object", "required": ["results", "created", "updated", "failed"], "properties": {
             "results": {"type": "array", "items": {"oneOf": [upsert_ref.clone(), {"$ref": "#/components/schemas/ItemError"}]}},
             "created": {"type": "integer"}, "updated": {"type": "integer"}, "failed": {"type": "integer"}}}]}),
@@ -411,7 +430,9 @@ fn build() -> Value {
          filters are applied during graph traversal otherwise, so they never cut results short. \
          `cheaper_than` (dupes mode) keeps products priced strictly below it, compared in `filters.currency`, else the query product's currency, else USD. \
          One call.",
-        Some(json!({"type": "object", "additionalProperties": false, "properties": {
+        Some(json!({"type": "object", "additionalProperties": false,
+            "oneOf": [{"required": ["image_url"]}, {"required": ["image_base64"]}, {"required": ["product_id"]}, {"required": ["text"]}],
+            "properties": {
             "image_url": {"type": "string"}, "image_base64": {"type": "string"},
             "product_id": {"type": "string"}, "text": {"type": "string", "maxLength": 1000},
             "top_k": {"type": "integer", "minimum": 1, "maximum": 100, "default": 10},
@@ -442,7 +463,7 @@ fn build() -> Value {
         Some(json!({"type": "object", "additionalProperties": false, "properties": {
             "threshold": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.95},
             "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
-            "filters": filters, "cheaper_than": {"type": "number"}, "model": {"type": "string"}}})),
+            "filters": filters, "cheaper_than": {"type": "number", "exclusiveMinimum": 0}, "model": {"type": "string"}}})),
         json!({"type": "object", "required": ["groups", "total_groups"], "properties": {
             "groups": {"type": "array", "items": {"type": "object", "required": ["product_ids", "score"], "properties": {
                 "product_ids": {"type": "array", "items": {"type": "string"}}, "score": {"type": "number"}}}},
@@ -517,9 +538,10 @@ fn build() -> Value {
                 "ImageInput": {"type": "object", "description": "Exactly one of image_url, image_base64 or images.", "properties": {
                     "image_url": {"type": "string", "format": "uri", "description": "http(s); private, loopback and metadata hosts are refused."},
                     "image_base64": {"type": "string", "description": "Standard or URL-safe base64, padding optional, data: prefix allowed."},
-                    "images": {"type": "array", "minItems": 1, "maxItems": 10, "items": {"type": "object", "properties": {
-                        "image_url": {"type": "string"}, "image_base64": {"type": "string"}}}}}},
+                    "images": {"type": "array", "minItems": 1, "maxItems": 10, "items": {
+                        "description": "`{\"image_url\": ...}` or `{\"image_base64\": ...}`. Items are validated one by one: an invalid item fails in its slot of `results` and does not fail the others."}}}},
                 "ProductInput": {"type": "object", "required": ["title"], "additionalProperties": false,
+                    "oneOf": [{"required": ["image_url"]}, {"required": ["image_base64"]}],
                     "description": "image_url or image_base64 is required (not both). Unknown fields are refused: custom fields go in metadata.",
                     "properties": {
                         "title": {"type": "string", "minLength": 1, "maxLength": 500},
@@ -553,10 +575,63 @@ fn build() -> Value {
     })
 }
 
+/// The server reads `null` in an optional top-level field as "not given"; the schema
+/// says so, so clients that serialise absent options as null are within it.
+fn nullable_top_level(schema: &mut Value) {
+    let required: Vec<String> = schema["required"]
+        .as_array()
+        .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .unwrap_or_default();
+    if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
+        for (name, p) in props.iter_mut() {
+            // The input forms count as given when present, null or not.
+            const FORMS: [&str; 6] =
+                ["image_url", "image_base64", "images", "text", "texts", "product_id"];
+            if required.contains(name) || FORMS.contains(&name.as_str()) {
+                continue;
+            }
+            match p.get("type").cloned() {
+                Some(Value::String(t)) => p["type"] = json!([t, "null"]),
+                Some(Value::Array(mut ts)) if !ts.contains(&json!("null")) => {
+                    ts.push(json!("null"));
+                    p["type"] = Value::Array(ts);
+                }
+                _ => {}
+            }
+            if let Some(e) = p.get_mut("enum").and_then(Value::as_array_mut) {
+                if !e.contains(&Value::Null) {
+                    e.push(Value::Null);
+                }
+            }
+        }
+    }
+    for key in ["allOf", "oneOf"] {
+        if let Some(parts) = schema.get_mut(key).and_then(Value::as_array_mut) {
+            for part in parts {
+                nullable_top_level(part);
+            }
+        }
+    }
+}
+
 /// The document, built once.
 pub fn document() -> &'static Value {
     static DOC: OnceLock<Value> = OnceLock::new();
-    DOC.get_or_init(build)
+    DOC.get_or_init(|| {
+        let mut doc = build();
+        if let Some(paths) = doc["paths"].as_object_mut() {
+            for item in paths.values_mut() {
+                if let Some(ops) = item.as_object_mut() {
+                    for op in ops.values_mut() {
+                        if let Some(s) = op.pointer_mut("/requestBody/content/application~1json/schema") {
+                            nullable_top_level(s);
+                        }
+                    }
+                }
+            }
+        }
+        doc
+    })
 }
 
 fn esc(s: &str) -> String {
