@@ -5,7 +5,7 @@ MODELS_DIR ?= ./models
 BIND ?= 127.0.0.1:8080
 PYTHON ?= python3
 
-.PHONY: run test build models fmt lint unit bench
+.PHONY: run test build models fmt lint unit conformance bench
 
 ## Build (release), install the pinned models, and serve on the embedded defaults;
 ## prints a usable key and a curl example.
@@ -20,8 +20,8 @@ models:
 build:
 	$(CARGO) build --release -p dupify
 
-## Format check, lints, and every test of the workspace.
-test: fmt lint models unit
+## Format check, lints, every test of the workspace, and the OpenAPI conformance fuzz.
+test: fmt lint models unit conformance
 
 fmt:
 	$(CARGO) fmt --all --check
@@ -35,6 +35,11 @@ unit:
 	else \
 		$(CARGO) test --workspace --no-fail-fast; \
 	fi
+
+## schemathesis (PyPI) against a real server, from /v1/openapi.json.
+conformance:
+	$(CARGO) build -p dupify
+	bash scripts/conformance.sh target/debug/dupify
 
 ## Benchmarks (release): see docs/BENCHMARKS.md.
 bench: build

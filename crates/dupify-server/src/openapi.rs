@@ -113,6 +113,14 @@ fn image_operation(
     })
 }
 
+/// Exactly one of these fields, given and not null (a null field counts as absent).
+fn one_of(forms: &[&str]) -> Value {
+    forms
+        .iter()
+        .map(|f| json!({"required": [f], "properties": {*f: {"not": {"type": "null"}}}}))
+        .collect()
+}
+
 /// The body of an image endpoint: exactly one image form (or, for `/v1/embed`, a text
 /// form), the endpoint's options, and never both spellings of the model option.
 fn image_body(options: Value) -> Value {
@@ -122,7 +130,7 @@ fn image_body(options: Value) -> Value {
     }
     let mut body = json!({
         "allOf": [{"$ref": "#/components/schemas/ImageInput"}, {"type": "object", "properties": options}],
-        "oneOf": forms.iter().map(|f| json!({"required": [f]})).collect::<Vec<_>>(),
+        "oneOf": one_of(&forms),
     });
     if options.get("model").is_some() && options.get("segmentation_model").is_some() {
         body["not"] = json!({"required": ["model", "segmentation_model"]});
@@ -431,7 +439,7 @@ fn build() -> Value {
          `cheaper_than` (dupes mode) keeps products priced strictly below it, compared in `filters.currency`, else the query product's currency, else USD. \
          One call.",
         Some(json!({"type": "object", "additionalProperties": false,
-            "oneOf": [{"required": ["image_url"]}, {"required": ["image_base64"]}, {"required": ["product_id"]}, {"required": ["text"]}],
+            "oneOf": one_of(&["image_url", "image_base64", "product_id", "text"]),
             "properties": {
             "image_url": {"type": "string"}, "image_base64": {"type": "string"},
             "product_id": {"type": "string"}, "text": {"type": "string", "maxLength": 1000},
@@ -541,7 +549,7 @@ fn build() -> Value {
                     "images": {"type": "array", "minItems": 1, "maxItems": 10, "items": {
                         "description": "`{\"image_url\": ...}` or `{\"image_base64\": ...}`. Items are validated one by one: an invalid item fails in its slot of `results` and does not fail the others."}}}},
                 "ProductInput": {"type": "object", "required": ["title"], "additionalProperties": false,
-                    "oneOf": [{"required": ["image_url"]}, {"required": ["image_base64"]}],
+                    "oneOf": one_of(&["image_url", "image_base64"]),
                     "description": "image_url or image_base64 is required (not both). Unknown fields are refused: custom fields go in metadata.",
                     "properties": {
                         "title": {"type": "string", "minLength": 1, "maxLength": 500},
@@ -580,14 +588,15 @@ fn build() -> Value {
 fn nullable_top_level(schema: &mut Value) {
     let required: Vec<String> = schema["required"]
         .as_array()
-        .map(|r| r.iter().filter_map(|v| v.as_str().map(str::to_owned)).collect())
+        .map(|r| {
+            r.iter()
+                .filter_map(|v| v.as_str().map(str::to_owned))
+                .collect()
+        })
         .unwrap_or_default();
     if let Some(props) = schema.get_mut("properties").and_then(Value::as_object_mut) {
         for (name, p) in props.iter_mut() {
-            // The input forms count as given when present, null or not.
-            const FORMS: [&str; 6] =
-                ["image_url", "image_base64", "images", "text", "texts", "product_id"];
-            if required.contains(name) || FORMS.contains(&name.as_str()) {
+            if required.contains(name) {
                 continue;
             }
             match p.get("type").cloned() {
@@ -623,11 +632,18 @@ pub fn document() -> &'static Value {
             for item in paths.values_mut() {
                 if let Some(ops) = item.as_object_mut() {
                     for op in ops.values_mut() {
-                        if let Some(s) = op.pointer_mut("/requestBody/content/application~1json/schema") {
+                        if let Some(s) =
+                            op.pointer_mut("/requestBody/content/application~1json/schema")
+                        {
                             nullable_top_level(s);
                         }
                     }
                 }
+            }
+        }
+        for name in ["ImageInput", "ProductInput"] {
+            if let Some(s) = doc.pointer_mut(&format!("/components/schemas/{name}")) {
+                nullable_top_level(s);
             }
         }
         doc

@@ -107,7 +107,12 @@ async fn the_reference_page_renders_every_route_and_code() {
 
 /// A value of the wrong kind for a documented option.
 fn wrong_value(schema: &Value) -> Value {
-    match schema["type"].as_str() {
+    // Optional options are nullable (`["string", "null"]`): the first type is the one.
+    let ty = match &schema["type"] {
+        Value::Array(ts) => ts.iter().find_map(|t| t.as_str().filter(|t| *t != "null")),
+        t => t.as_str(),
+    };
+    match ty {
         Some("boolean") => json!("yes"),
         Some("integer") => json!("ten"),
         Some("string") => json!(42),

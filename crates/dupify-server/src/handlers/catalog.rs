@@ -546,18 +546,14 @@ pub async fn get(
     let mut include_embedding = false;
     for (k, v) in url::form_urlencoded::parse(raw.unwrap_or_default().as_bytes()) {
         match k.as_ref() {
-            "include" => {
-                for part in v.split(',').map(str::trim).filter(|s| !s.is_empty()) {
-                    match part {
-                        "embedding" => include_embedding = true,
-                        other => {
-                            return Err(ApiError::invalid("include", "include takes embedding")
-                                .detail("value", other.to_string())
-                                .into())
-                        }
-                    }
+            "include" => match v.as_ref() {
+                "embedding" => include_embedding = true,
+                other => {
+                    return Err(ApiError::invalid("include", "include takes embedding")
+                        .detail("value", other.to_string())
+                        .into())
                 }
-            }
+            },
             other => {
                 return Err(ApiError::invalid(other, "unknown query parameter; use include").into())
             }
