@@ -22,9 +22,14 @@ fn errors(codes: &[ErrorCode]) -> Map<String, Value> {
     by_status
         .into_iter()
         .map(|(status, names)| {
+            let examples: Map<String, Value> = codes
+                .iter()
+                .filter(|c| c.status() == status)
+                .map(|c| (c.as_str().to_owned(), json!({"value": error_example(*c)})))
+                .collect();
             let mut r = json!({
                 "description": format!("`{}`", names.join("`, `")),
-                "content": {"application/json": {"schema": error_ref()}},
+                "content": {"application/json": {"schema": error_ref(), "examples": examples}},
             });
             if status == 429 || status == 503 {
                 r["headers"] = json!({"Retry-After": {"$ref": "#/components/headers/Retry-After"}});
@@ -32,6 +37,34 @@ fn errors(codes: &[ErrorCode]) -> Map<String, Value> {
             (status.to_string(), r)
         })
         .collect()
+}
+
+/// An example body of a code, with the context fields it carries, built by the same
+/// `ApiError` the server answers with.
+fn error_example(c: ErrorCode) -> Value {
+    use dupify_core::ApiError;
+    let e = match c {
+        ErrorCode::MissingParameter => ApiError::missing("image_url"),
+        ErrorCode::InvalidParameter => ApiError::invalid(
+            "max_colors",
+            "max_colors must be an integer between 1 and 12",
+        )
+        .detail("value", 40),
+        ErrorCode::InsufficientScope => {
+            ApiError::from_code(c).detail("required_scope", Scope::Colors.as_str())
+        }
+        ErrorCode::QuotaExceeded => ApiError::from_code(c)
+            .field("current_usage", 1000)
+            .field("limit", 1000)
+            .field("resets_at", "2027-01-01T00:00:00Z"),
+        ErrorCode::CatalogLimitExceeded => ApiError::from_code(c)
+            .field("limit", 1000)
+            .field("current_size", 1000),
+        ErrorCode::RateLimitExceeded => ApiError::rate_limited(12),
+        ErrorCode::ImageFetchFailed => ApiError::from_code(c).detail("status", 404),
+        _ => ApiError::from_code(c),
+    };
+    e.to_body(Some("req_0f1e2d3c4b5a69788796a5b4c3d2e1f0"))
 }
 
 /// The codes any authenticated route can answer with.
