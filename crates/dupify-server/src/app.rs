@@ -62,6 +62,7 @@ pub fn router(state: SharedState) -> Router {
             "/v1/catalog/duplicates",
             authed(&state, post(catalog::duplicates)),
         )
+        .nest("/dashboard", crate::dashboard::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))

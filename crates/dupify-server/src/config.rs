@@ -92,6 +92,12 @@ pub struct ServerConfig {
     pub catalog_hnsw_ef: usize,
     /// How often changed catalog indexes are written to the data directory, in seconds.
     pub catalog_snapshot_secs: u64,
+    /// Lets anyone create an account from the dashboard's sign-up page. Off: only the
+    /// CLI creates accounts, and existing dashboard users can still sign in.
+    pub dashboard_signup: bool,
+    /// Marks dashboard cookies `Secure` on every response (also done per request when
+    /// a proxy says `X-Forwarded-Proto: https`).
+    pub dashboard_secure_cookies: bool,
 }
 
 impl Default for ServerConfig {
@@ -131,6 +137,8 @@ impl Default for ServerConfig {
             catalog_exact_threshold: 5_000,
             catalog_hnsw_ef: 128,
             catalog_snapshot_secs: 30,
+            dashboard_signup: true,
+            dashboard_secure_cookies: false,
         }
     }
 }

@@ -44,11 +44,13 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-fn is_json(res: &Response) -> bool {
+/// Bodies that are already meant for their reader: our JSON, and the dashboard's HTML
+/// error pages (browsers get a page, not the API envelope).
+fn is_rendered(res: &Response) -> bool {
     res.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"))
+        .is_some_and(|v| v.starts_with("application/json") || v.starts_with("text/html"))
 }
 
 pub async fn edge(mut req: Request, next: Next) -> Response {
@@ -78,7 +80,7 @@ pub async fn edge(mut req: Request, next: Next) -> Response {
     let pending = res.extensions_mut().remove::<PendingError>().map(|p| p.0);
     let err = pending.or_else(|| {
         let status = res.status();
-        (status.as_u16() >= 400 && !is_json(&res))
+        (status.as_u16() >= 400 && !is_rendered(&res))
             .then(|| ApiError::from_code(code_for_status(status)))
     });
     if let Some(err) = err {

@@ -7,6 +7,7 @@ pub mod body;
 pub mod cache;
 pub mod catalog_worker;
 pub mod config;
+pub mod dashboard;
 pub mod edge;
 pub mod error;
 pub mod handlers;
@@ -147,7 +148,11 @@ pub async fn serve(
     let app = app::router(state.clone());
     let grace = Duration::from_secs(state.config.shutdown_grace_secs);
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+    let server = axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(async move {
         shutdown.await;
         let _ = tx.send(());
     });

@@ -3,6 +3,7 @@
 //! behind the same trait without touching the HTTP layer.
 
 pub mod catalog;
+pub mod dashboard;
 mod model;
 mod sqlite;
 
@@ -11,6 +12,7 @@ pub use catalog::{
     ProductPage, ProductRecord, ProductStatus, ProductVectors, UpsertContext, UpsertRefusal,
     UpsertResult,
 };
+pub use dashboard::{issue_key, reissue_key, DashboardSession, DashboardUser, NewDashboardUser};
 pub use model::*;
 pub use sqlite::SqliteStore;
 
@@ -173,4 +175,44 @@ pub trait Store: Send + Sync + 'static {
         mode: KeyMode,
         items: Vec<(ProductInput, ProductFeatures)>,
     ) -> StoreResult<Vec<String>>;
+
+    // ---------------------------------------------------------------- dashboard
+
+    /// In one transaction: a new account on `tier` and a dashboard user bound to it.
+    /// An email already used by an account or user is a [`StoreError::Conflict`].
+    async fn create_dashboard_user(
+        &self,
+        new: NewDashboardUser,
+    ) -> StoreResult<(DashboardUser, Account)>;
+    async fn find_dashboard_user(&self, email: &str) -> StoreResult<Option<DashboardUser>>;
+    async fn create_session(&self, session: DashboardSession) -> StoreResult<()>;
+    /// The session with this token hash and its user, unless it has expired at `now`.
+    async fn find_session(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<(DashboardSession, DashboardUser)>>;
+    /// Slides a session's idle expiry.
+    async fn touch_session(
+        &self,
+        token_hash: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
+    /// Records one failed sign-in for each subject (e.g. `email:...`, `ip:...`) and
+    /// forgets failures older than `forget_before`.
+    async fn record_login_failure(
+        &self,
+        subjects: Vec<String>,
+        at: DateTime<Utc>,
+        forget_before: DateTime<Utc>,
+    ) -> StoreResult<()>;
+    /// Failures of `subject` at or after `since`, and the latest of them.
+    async fn login_failures(
+        &self,
+        subject: &str,
+        since: DateTime<Utc>,
+    ) -> StoreResult<(u64, Option<DateTime<Utc>>)>;
+    async fn clear_login_failures(&self, subject: &str) -> StoreResult<()>;
 }

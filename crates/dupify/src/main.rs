@@ -12,7 +12,7 @@ use anyhow::{bail, Context};
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
 use dupify_core::{ApiKeySecret, KeyMode, Scopes, Tier};
-use dupify_store::{AccountUpdate, KeyRecord, NewAccount, NewKey, SqliteStore, Store};
+use dupify_store::{AccountUpdate, KeyRecord, NewAccount, SqliteStore, Store};
 
 /// Visual feature extraction and product similarity for retail catalogs.
 #[derive(Parser)]
@@ -364,20 +364,9 @@ async fn new_key(
     scopes: Scopes,
     expires_at: Option<chrono::DateTime<Utc>>,
 ) -> anyhow::Result<(ApiKeySecret, KeyRecord)> {
-    let secret = ApiKeySecret::generate(mode);
-    let rec = store
-        .create_key(NewKey {
-            account_id: account.to_owned(),
-            name: name.to_owned(),
-            hash: secret.hash(),
-            prefix: secret.display_prefix(),
-            mode,
-            scopes,
-            expires_at,
-        })
+    dupify_store::issue_key(store, account, name, mode, scopes, expires_at)
         .await
-        .map_err(missing(format!("account with id {account}")))?;
-    Ok((secret, rec))
+        .map_err(missing(format!("account with id {account}")))
 }
 
 /// A tiny two-color PNG for the printed curl example, so it works with no network.
@@ -634,9 +623,7 @@ async fn keys(store: SqliteStore, cmd: KeysCmd) -> anyhow::Result<()> {
         }
         KeysCmd::Regenerate { key } => {
             let old = resolve_key(&store, &key).await?;
-            let secret = ApiKeySecret::generate(old.mode);
-            let rec = store
-                .regenerate_key(&old.id, secret.hash(), secret.display_prefix(), Utc::now())
+            let (secret, rec) = dupify_store::reissue_key(&store, &old, Utc::now())
                 .await
                 .map_err(|e| match e {
                     dupify_store::StoreError::Conflict(m) => anyhow::anyhow!(m),

@@ -1,11 +1,13 @@
 //! `GET /v1/usage`: the account's plan, this period's usage, and calls per key and day.
+//! [`report`] is shared with the dashboard's usage page.
 
 use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::{Extension, Json};
 use chrono::Utc;
-use dupify_core::KeyMode;
+use dupify_core::{BillingPeriod, KeyMode, Limits};
+use dupify_store::{Account, KeyRecord, Store, StoreResult};
 use serde_json::{json, Value};
 
 use crate::auth::Caller;
@@ -16,59 +18,120 @@ fn iso(t: chrono::DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
 }
 
-pub async fn usage(
-    State(state): State<SharedState>,
-    Extension(caller): Extension<Caller>,
-) -> AppResult<Json<Value>> {
-    caller.meter.admit().await?;
-    let account = &caller.account;
-    let period = caller.period;
-    let used = state.store.period_usage(&account.id, &period.key()).await?;
-    let keys = state.store.list_keys(&account.id).await?;
-    let daily = state
-        .store
+/// One key's calls this period.
+pub struct KeyUsage {
+    pub key: KeyRecord,
+    pub live_calls: u64,
+    pub test_calls: u64,
+}
+
+/// One day's calls this period.
+pub struct DayUsage {
+    pub date: chrono::NaiveDate,
+    pub live_calls: u64,
+    pub test_calls: u64,
+    pub by_key: BTreeMap<String, u64>,
+}
+
+/// An account's usage in the current billing period.
+pub struct UsageReport {
+    pub period: BillingPeriod,
+    pub limits: Limits,
+    pub used: u64,
+    pub keys: Vec<KeyUsage>,
+    /// Days with calls, oldest first.
+    pub days: Vec<DayUsage>,
+}
+
+impl UsageReport {
+    pub fn remaining(&self) -> Option<u64> {
+        self.limits
+            .monthly_calls
+            .map(|l| l.saturating_sub(self.used))
+    }
+}
+
+/// The usage of `account` in `period` from the store (what `/v1/usage` answers).
+pub async fn report(
+    store: &dyn Store,
+    account: &Account,
+    limits: Limits,
+    period: BillingPeriod,
+) -> StoreResult<UsageReport> {
+    let used = store.period_usage(&account.id, &period.key()).await?;
+    let keys = store.list_keys(&account.id).await?;
+    let daily = store
         .usage_by_day(
             &account.id,
             period.start.date_naive(),
             period.end.date_naive().min(Utc::now().date_naive()),
         )
         .await?;
-
     let mut per_key: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-    let mut per_day: BTreeMap<String, (u64, u64, BTreeMap<&str, u64>)> = BTreeMap::new();
+    let mut per_day: BTreeMap<chrono::NaiveDate, DayUsage> = BTreeMap::new();
     for d in &daily {
         let (live, test) = per_key.entry(&d.key_id).or_default();
-        let e = per_day.entry(d.day.to_string()).or_default();
+        let e = per_day.entry(d.day).or_insert_with(|| DayUsage {
+            date: d.day,
+            live_calls: 0,
+            test_calls: 0,
+            by_key: BTreeMap::new(),
+        });
         match d.mode {
             KeyMode::Live => {
                 *live += d.calls;
-                e.0 += d.calls;
+                e.live_calls += d.calls;
             }
             KeyMode::Test => {
                 *test += d.calls;
-                e.1 += d.calls;
+                e.test_calls += d.calls;
             }
         }
-        *e.2.entry(&d.key_id).or_default() += d.calls;
+        *e.by_key.entry(d.key_id.clone()).or_default() += d.calls;
     }
-    let limit = caller.limits.monthly_calls;
+    let keys = keys
+        .into_iter()
+        .map(|k| {
+            let (live, test) = per_key.get(k.id.as_str()).copied().unwrap_or_default();
+            KeyUsage {
+                key: k,
+                live_calls: live,
+                test_calls: test,
+            }
+        })
+        .collect();
+    Ok(UsageReport {
+        period,
+        limits,
+        used,
+        keys,
+        days: per_day.into_values().collect(),
+    })
+}
+
+pub async fn usage(
+    State(state): State<SharedState>,
+    Extension(caller): Extension<Caller>,
+) -> AppResult<Json<Value>> {
+    caller.meter.admit().await?;
+    let account = &caller.account;
+    let r = report(state.store.as_ref(), account, caller.limits, caller.period).await?;
+    let now = Utc::now();
     Ok(Json(json!({
         "account_id": account.id,
         "tier": account.tier,
-        "period": {"start": iso(period.start), "end": iso(period.end)},
-        "monthly_limit": limit,
-        "used": used,
-        "remaining": limit.map(|l| l.saturating_sub(used)),
-        "rate_limit": {"per_minute": caller.limits.rate_per_minute},
-        "keys": keys.iter().map(|k| {
-            let (live, test) = per_key.get(k.id.as_str()).copied().unwrap_or_default();
-            json!({
-                "id": k.id, "name": k.name, "prefix": k.prefix, "mode": k.mode,
-                "state": k.state(Utc::now()), "calls": live + test,
-            })
-        }).collect::<Vec<_>>(),
-        "days": per_day.into_iter().map(|(day, (live, test, by_key))| json!({
-            "date": day, "calls": live, "test_calls": test, "by_key": by_key,
+        "period": {"start": iso(r.period.start), "end": iso(r.period.end)},
+        "monthly_limit": r.limits.monthly_calls,
+        "used": r.used,
+        "remaining": r.remaining(),
+        "rate_limit": {"per_minute": r.limits.rate_per_minute},
+        "keys": r.keys.iter().map(|k| json!({
+            "id": k.key.id, "name": k.key.name, "prefix": k.key.prefix, "mode": k.key.mode,
+            "state": k.key.state(now), "calls": k.live_calls + k.test_calls,
+        })).collect::<Vec<_>>(),
+        "days": r.days.iter().map(|d| json!({
+            "date": d.date.to_string(), "calls": d.live_calls, "test_calls": d.test_calls,
+            "by_key": d.by_key,
         })).collect::<Vec<_>>(),
     })))
 }

@@ -1,0 +1,534 @@
+//! The web dashboard over HTTP, as a browser would use it: a cookie-keeping client that
+//! reads the forms' CSRF fields and follows redirects by hand (to see each response).
+
+mod common;
+
+use common::*;
+use dupify_store::Store;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+fn browser() -> reqwest::Client {
+    reqwest::Client::builder()
+        .no_proxy()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+struct Page {
+    status: u16,
+    headers: reqwest::header::HeaderMap,
+    body: String,
+}
+
+async fn read(r: reqwest::Response) -> Page {
+    Page {
+        status: r.status().as_u16(),
+        headers: r.headers().clone(),
+        body: r.text().await.unwrap(),
+    }
+}
+
+async fn get(s: &TestServer, c: &reqwest::Client, path: &str) -> Page {
+    read(c.get(s.url(path)).send().await.unwrap()).await
+}
+
+async fn post_form(s: &TestServer, c: &reqwest::Client, path: &str, form: &[(&str, &str)]) -> Page {
+    read(c.post(s.url(path)).form(form).send().await.unwrap()).await
+}
+
+/// The value of the first element attribute after `marker`.
+fn attr_after(html: &str, marker: &str, attr: &str) -> Option<String> {
+    let at = html.find(marker)?;
+    let rest = &html[at..];
+    let start = rest.find(&format!("{attr}=\""))? + attr.len() + 2;
+    let end = rest[start..].find('"')? + start;
+    Some(rest[start..end].to_owned())
+}
+
+fn csrf_of(html: &str) -> String {
+    attr_after(html, "name=\"csrf\"", "value").expect("a csrf field")
+}
+
+fn location(p: &Page) -> String {
+    p.headers
+        .get("location")
+        .map(|v| v.to_str().unwrap().to_owned())
+        .unwrap_or_default()
+}
+
+fn set_cookies(p: &Page) -> Vec<String> {
+    p.headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+fn session_cookie(p: &Page) -> String {
+    set_cookies(p)
+        .into_iter()
+        .find(|c| c.starts_with("dupify_session="))
+        .expect("a session cookie")
+}
+
+/// The text of the element with this id (no nested tags).
+fn text_of(html: &str, id: &str) -> Option<String> {
+    let at = html.find(&format!("id=\"{id}\""))?;
+    let start = html[at..].find('>')? + at + 1;
+    let end = html[start..].find('<')? + start;
+    Some(html[start..end].to_owned())
+}
+
+async fn signup(s: &TestServer, c: &reqwest::Client, email: &str, password: &str) -> Page {
+    let form = get(s, c, "/dashboard/signup").await;
+    assert_eq!(form.status, 200, "{}", form.body);
+    let csrf = csrf_of(&form.body);
+    post_form(
+        s,
+        c,
+        "/dashboard/signup",
+        &[("csrf", &csrf), ("email", email), ("password", password)],
+    )
+    .await
+}
+
+async fn signin(s: &TestServer, c: &reqwest::Client, email: &str, password: &str) -> Page {
+    let form = get(s, c, "/dashboard/signin").await;
+    let csrf = csrf_of(&form.body);
+    post_form(
+        s,
+        c,
+        "/dashboard/signin",
+        &[("csrf", &csrf), ("email", email), ("password", password)],
+    )
+    .await
+}
+
+/// A new signed-in user; returns the client and the keys page's CSRF token.
+async fn signed_in(s: &TestServer, email: &str) -> (reqwest::Client, String) {
+    let c = browser();
+    let p = signup(s, &c, email, "correct horse battery").await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    let keys = get(s, &c, "/dashboard/keys").await;
+    assert_eq!(keys.status, 200, "{}", keys.body);
+    let csrf = csrf_of(&keys.body);
+    (c, csrf)
+}
+
+/// Creates a key through the dashboard; returns (secret, key id, page).
+async fn create_key(
+    s: &TestServer,
+    c: &reqwest::Client,
+    csrf: &str,
+    extra: &[(&str, &str)],
+) -> (String, String, Page) {
+    let mut form = vec![("csrf", csrf), ("name", "shop backend")];
+    form.extend_from_slice(extra);
+    let p = post_form(s, c, "/dashboard/keys", &form).await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    let secret = text_of(&p.body, "new-secret").expect("the new secret");
+    let prefix = &secret[..12];
+    let id = attr_after(
+        &p.body[p
+            .body
+            .find(&format!("{prefix}…"))
+            .map_or(0, |i| i.saturating_sub(400))..],
+        "data-testid=\"key-row\"",
+        "data-key-id",
+    )
+    .expect("the key's row");
+    (secret, id, p)
+}
+
+async fn api_usage(s: &TestServer, key: &str) -> reqwest::Response {
+    client()
+        .get(s.url("/v1/usage"))
+        .header("X-API-Key", key)
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn signup_sets_a_hardened_session_cookie_and_signout_ends_it() {
+    let s = TestServer::start().await;
+    let c = browser();
+    let p = signup(&s, &c, "Ada@Example.com", "correct horse battery").await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert_eq!(location(&p), "/dashboard/keys");
+    let cookie = session_cookie(&p);
+    let token = cookie
+        .trim_start_matches("dupify_session=")
+        .split(';')
+        .next()
+        .unwrap()
+        .to_owned();
+    assert_eq!(token.len(), 64, "256-bit hex token: {cookie}");
+    for flag in ["HttpOnly", "SameSite=Lax", "Path=/dashboard"] {
+        assert!(cookie.contains(flag), "{flag} missing: {cookie}");
+    }
+    assert!(!cookie.contains("Secure"), "plain HTTP: {cookie}");
+
+    // Only the hash is stored.
+    let now = chrono::Utc::now();
+    let hash = hex::encode(Sha256::digest(token.as_bytes()));
+    let (_, user) = s.store.find_session(&hash, now).await.unwrap().unwrap();
+    assert_eq!(user.email, "ada@example.com");
+    assert!(s.store.find_session(&token, now).await.unwrap().is_none());
+    // A free-tier account came with the user.
+    let account = s.store.get_account(&user.account_id).await.unwrap();
+    assert_eq!(account.tier, dupify_core::Tier::Free);
+
+    let keys = get(&s, &c, "/dashboard/keys").await;
+    assert_eq!(keys.status, 200);
+    assert!(keys.body.contains("ada@example.com"));
+    assert!(keys
+        .headers
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+
+    // Signing up again with the same email is refused.
+    let again = signup(&s, &browser(), "ada@example.com", "another long password").await;
+    assert_eq!(again.status, 422);
+    assert!(again.body.contains("already exists"));
+    // Short passwords are refused.
+    let short = signup(&s, &browser(), "bob@example.com", "short").await;
+    assert_eq!(short.status, 422);
+    assert!(short.body.contains("at least 10 characters"));
+
+    let csrf = csrf_of(&keys.body);
+    let out = post_form(&s, &c, "/dashboard/signout", &[("csrf", &csrf)]).await;
+    assert_eq!(out.status, 303);
+    assert!(session_cookie(&out).contains("Max-Age=0"));
+    assert!(s.store.find_session(&hash, now).await.unwrap().is_none());
+    let after = get(&s, &c, "/dashboard/keys").await;
+    assert_eq!(after.status, 303);
+    assert_eq!(location(&after), "/dashboard/signin");
+
+    // Behind a TLS-terminating proxy the cookie is Secure.
+    let tls = browser();
+    let form = read(
+        tls.get(s.url("/dashboard/signup"))
+            .header("X-Forwarded-Proto", "https")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    let csrf = csrf_of(&form.body);
+    let p = read(
+        tls.post(s.url("/dashboard/signup"))
+            .header("X-Forwarded-Proto", "https")
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("email", "tls@example.com"),
+                ("password", "correct horse battery"),
+            ])
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(p.status, 303, "{}", p.body);
+    assert!(session_cookie(&p).contains("Secure"));
+}
+
+#[tokio::test]
+async fn signin_with_a_wrong_password_is_refused() {
+    let s = TestServer::start().await;
+    signed_in(&s, "eve@example.com").await;
+    let c = browser();
+    let p = signin(&s, &c, "eve@example.com", "not the password").await;
+    assert_eq!(p.status, 401);
+    assert!(p.body.contains("email or password is not correct"));
+    assert!(set_cookies(&p)
+        .iter()
+        .all(|c| !c.starts_with("dupify_session=")));
+    let unknown = signin(&s, &c, "nobody@example.com", "whatever password").await;
+    assert_eq!(unknown.status, 401);
+    assert!(unknown.body.contains("email or password is not correct"));
+    let ok = signin(&s, &c, "EVE@example.com ", "correct horse battery").await;
+    assert_eq!(ok.status, 303, "{}", ok.body);
+    assert_eq!(get(&s, &c, "/dashboard/keys").await.status, 200);
+}
+
+#[tokio::test]
+async fn repeated_failed_signins_are_throttled() {
+    let s = TestServer::start().await;
+    signed_in(&s, "mallory@example.com").await;
+    let c = browser();
+    for _ in 0..5 {
+        let p = signin(&s, &c, "mallory@example.com", "guess guess guess").await;
+        assert_eq!(p.status, 401);
+    }
+    // Even the right password is refused for a while now.
+    let p = signin(&s, &c, "mallory@example.com", "correct horse battery").await;
+    assert_eq!(p.status, 429, "{}", p.body);
+    assert!(p.body.contains("Too many failed sign-in attempts"));
+    assert!(p.headers.get("retry-after").is_some());
+    assert!(set_cookies(&p)
+        .iter()
+        .all(|c| !c.starts_with("dupify_session=")));
+}
+
+#[tokio::test]
+async fn posts_without_the_right_csrf_token_are_refused() {
+    let s = TestServer::start().await;
+    let (c, csrf) = signed_in(&s, "csrf@example.com").await;
+    let none = post_form(&s, &c, "/dashboard/keys", &[("name", "x")]).await;
+    assert_eq!(none.status, 403, "{}", none.body);
+    assert!(none.body.contains("could not be verified"));
+    assert!(none
+        .headers
+        .get("content-type")
+        .unwrap()
+        .to_str()
+        .unwrap()
+        .starts_with("text/html"));
+    let wrong = post_form(
+        &s,
+        &c,
+        "/dashboard/keys",
+        &[("csrf", "0".repeat(64).as_str()), ("name", "x")],
+    )
+    .await;
+    assert_eq!(wrong.status, 403);
+    let out = post_form(&s, &c, "/dashboard/signout", &[]).await;
+    assert_eq!(out.status, 403);
+    // Nothing was created.
+    assert!(!get(&s, &c, "/dashboard/keys")
+        .await
+        .body
+        .contains("key-row"));
+    // The sign-in form needs its double-submit cookie and field too.
+    let fresh = browser();
+    let p = post_form(
+        &s,
+        &fresh,
+        "/dashboard/signin",
+        &[
+            ("csrf", csrf.as_str()),
+            ("email", "csrf@example.com"),
+            ("password", "correct horse battery"),
+        ],
+    )
+    .await;
+    assert_eq!(p.status, 403);
+    // A wrong token for a real form is refused as well.
+    get(&s, &fresh, "/dashboard/signin").await;
+    let p = post_form(
+        &s,
+        &fresh,
+        "/dashboard/signin",
+        &[
+            ("csrf", "f".repeat(64).as_str()),
+            ("email", "csrf@example.com"),
+            ("password", "correct horse battery"),
+        ],
+    )
+    .await;
+    assert_eq!(p.status, 403);
+}
+
+#[tokio::test]
+async fn signup_can_be_closed_by_config() {
+    let s = TestServer::start_with(|c| c.dashboard_signup = false).await;
+    let c = browser();
+    let page = get(&s, &c, "/dashboard/signup").await;
+    assert_eq!(page.status, 403);
+    assert!(page.body.contains("Sign-up is closed"));
+    let signin_page = get(&s, &c, "/dashboard/signin").await;
+    let csrf = csrf_of(&signin_page.body);
+    assert!(!signin_page.body.contains("/dashboard/signup"));
+    let p = post_form(
+        &s,
+        &c,
+        "/dashboard/signup",
+        &[
+            ("csrf", csrf.as_str()),
+            ("email", "new@example.com"),
+            ("password", "correct horse battery"),
+        ],
+    )
+    .await;
+    assert_eq!(p.status, 403);
+    assert!(s
+        .store
+        .find_dashboard_user("new@example.com")
+        .await
+        .unwrap()
+        .is_none());
+}
+
+#[tokio::test]
+async fn a_dashboard_key_works_is_metered_and_is_refused_once_revoked() {
+    let s = TestServer::start().await;
+    let (c, csrf) = signed_in(&s, "keys@example.com").await;
+    let (secret, id, created) = create_key(
+        &s,
+        &c,
+        &csrf,
+        &[
+            ("scope", "colors"),
+            ("mode", "live"),
+            ("expires_days", "30"),
+        ],
+    )
+    .await;
+    assert!(secret.starts_with("fe_live_"));
+    assert!(created.body.contains("shown only this once"));
+    assert!(created.body.contains("id=\"copy-secret\""));
+    assert_eq!(created.headers.get("cache-control").unwrap(), "no-store");
+    // Shown once: not on reload.
+    let reload = get(&s, &c, "/dashboard/keys").await;
+    assert!(!reload.body.contains(&secret));
+    assert!(reload.body.contains(&secret[..12]));
+    assert!(reload.body.contains("colors"));
+
+    // The key works against the API at once.
+    let r = api_usage(&s, &secret).await;
+    assert_eq!(r.status(), 200);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["tier"], "free");
+    let r = colors_of(&s, &secret, &distinct_png(7)).await;
+    assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    // Its scope is enforced.
+    let r = post(
+        &client(),
+        &s.url("/v1/embed"),
+        &secret,
+        serde_json::json!({"image_base64": distinct_png(8)}),
+    )
+    .await;
+    expect_error(r, 403, "insufficient_scope").await;
+
+    // The usage page shows the call.
+    let usage = get(&s, &c, "/dashboard/usage").await;
+    assert_eq!(usage.status, 200);
+    assert_eq!(text_of(&usage.body, "usage-used").as_deref(), Some("1"));
+    assert_eq!(text_of(&usage.body, "usage-tier").as_deref(), Some("free"));
+    let remaining: u64 = text_of(&usage.body, "usage-remaining")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let limit: u64 = text_of(&usage.body, "usage-limit")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(remaining + 1, limit);
+    assert!(usage.body.contains("<svg id=\"usage-chart\""));
+    let today = chrono::Utc::now().date_naive().to_string();
+    assert!(
+        usage
+            .body
+            .contains(&format!("data-date=\"{today}\" data-calls=\"1\"")),
+        "{}",
+        usage.body
+    );
+    let row = &usage.body[usage.body.find(&format!("data-key-id=\"{id}\"")).unwrap()..];
+    assert!(row.contains("data-testid=\"usage-key-live\">1<"));
+
+    // Revoke: a confirmation page first, then the POST.
+    let confirm = get(&s, &c, &format!("/dashboard/keys/{id}/revoke")).await;
+    assert_eq!(confirm.status, 200);
+    assert!(confirm.body.contains("id=\"confirm-revoke\""));
+    let csrf = csrf_of(&confirm.body);
+    let done = post_form(
+        &s,
+        &c,
+        &format!("/dashboard/keys/{id}/revoke"),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert!(done.body.contains("revoked-notice"));
+    assert!(done.body.contains(">revoked<"));
+    expect_error(api_usage(&s, &secret).await, 401, "invalid_api_key").await;
+}
+
+#[tokio::test]
+async fn regenerate_replaces_the_secret() {
+    let s = TestServer::start().await;
+    let (c, csrf) = signed_in(&s, "regen@example.com").await;
+    let (old, id, _) = create_key(&s, &c, &csrf, &[("mode", "test")]).await;
+    assert!(old.starts_with("fe_test_"));
+    assert_eq!(api_usage(&s, &old).await.status(), 200);
+    let confirm = get(&s, &c, &format!("/dashboard/keys/{id}/regenerate")).await;
+    assert_eq!(confirm.status, 200);
+    let p = post_form(
+        &s,
+        &c,
+        &format!("/dashboard/keys/{id}/regenerate"),
+        &[("csrf", &csrf_of(&confirm.body))],
+    )
+    .await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    let new = text_of(&p.body, "new-secret").unwrap();
+    assert_ne!(new, old);
+    assert!(new.starts_with("fe_test_"));
+    assert_eq!(api_usage(&s, &new).await.status(), 200);
+    expect_error(api_usage(&s, &old).await, 401, "invalid_api_key").await;
+    assert!(!get(&s, &c, "/dashboard/keys").await.body.contains(&new));
+    // A revoked key cannot be regenerated again.
+    let again = post_form(
+        &s,
+        &c,
+        &format!("/dashboard/keys/{id}/regenerate"),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(again.status, 400);
+}
+
+#[tokio::test]
+async fn one_account_cannot_touch_another_accounts_keys() {
+    let s = TestServer::start().await;
+    let (a, a_csrf) = signed_in(&s, "a@example.com").await;
+    let (b, b_csrf) = signed_in(&s, "b@example.com").await;
+    let (secret, id, _) = create_key(&s, &a, &a_csrf, &[]).await;
+    assert!(!get(&s, &b, "/dashboard/keys")
+        .await
+        .body
+        .contains(&secret[..12]));
+    for action in ["revoke", "regenerate"] {
+        let page = get(&s, &b, &format!("/dashboard/keys/{id}/{action}")).await;
+        assert_eq!(page.status, 404, "{action}");
+        assert!(page.body.contains("belongs to another account"));
+        let p = post_form(
+            &s,
+            &b,
+            &format!("/dashboard/keys/{id}/{action}"),
+            &[("csrf", &b_csrf)],
+        )
+        .await;
+        assert_eq!(p.status, 404, "{action}");
+    }
+    // Unknown ids are 404 as well, and the key still works.
+    assert_eq!(
+        get(&s, &b, "/dashboard/keys/key_nope/revoke").await.status,
+        404
+    );
+    assert_eq!(api_usage(&s, &secret).await.status(), 200);
+    // Signed-out visitors are sent to sign in.
+    let anon = get(&s, &browser(), "/dashboard/usage").await;
+    assert_eq!(anon.status, 303);
+    assert_eq!(location(&anon), "/dashboard/signin");
+}
+
+#[tokio::test]
+async fn usage_page_has_a_chart_for_a_new_account() {
+    let s = TestServer::start().await;
+    let (c, _) = signed_in(&s, "chart@example.com").await;
+    let p = get(&s, &c, "/dashboard/usage").await;
+    assert_eq!(p.status, 200);
+    assert!(p.body.contains("<svg id=\"usage-chart\""));
+    assert!(p.body.contains("role=\"img\""));
+    assert_eq!(text_of(&p.body, "usage-used").as_deref(), Some("0"));
+    assert!(p.body.contains("data-testid=\"usage-bar\""));
+}
