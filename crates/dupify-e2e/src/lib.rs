@@ -1,0 +1,1 @@
+//! Holds only tests (`tests/browser.rs`): the dashboard driven through chromedriver.
