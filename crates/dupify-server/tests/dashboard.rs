@@ -532,3 +532,123 @@ async fn usage_page_has_a_chart_for_a_new_account() {
     assert_eq!(text_of(&p.body, "usage-used").as_deref(), Some("0"));
     assert!(p.body.contains("data-testid=\"usage-bar\""));
 }
+
+fn unit(v: [f32; 4]) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter().map(|x| x / n).collect()
+}
+
+/// Ready products with 4-d vectors straight into the store (as tests/catalog.rs does).
+async fn seed(s: &TestServer, account: &str, items: Vec<(String, Vec<f32>)>) -> Vec<String> {
+    use dupify_store::{ProductFeatures, ProductImage, ProductInput, ProductVectors};
+    let rows = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, (title, v))| {
+            (
+                ProductInput {
+                    external_id: Some(format!("seed-{i}")),
+                    title,
+                    sku: None,
+                    description: None,
+                    brand: Some("Acme".into()),
+                    category: Some("Mugs".into()),
+                    price: Some(10.0 + i as f64),
+                    currency: "USD".into(),
+                    product_url: None,
+                    image: ProductImage::Url(format!("https://img.example/{i}.jpg")),
+                    image_ref: format!("ref-{i}"),
+                    metadata: "{}".into(),
+                },
+                ProductFeatures {
+                    features: serde_json::json!({"model": "test-4d"}).to_string(),
+                    vectors: ProductVectors {
+                        model: "test-4d".into(),
+                        embedding: v,
+                        silhouette: vec![1.0, 0.0],
+                        color: vec![0.0, 1.0],
+                    },
+                },
+            )
+        })
+        .collect();
+    s.store
+        .insert_ready_products(account, dupify_core::KeyMode::Live, rows)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn catalog_page_lists_pages_and_finds_similar_products() {
+    let s = TestServer::start().await;
+    let (c, _) = signed_in(&s, "shop@example.com").await;
+    let account = s
+        .store
+        .find_dashboard_user("shop@example.com")
+        .await
+        .unwrap()
+        .unwrap()
+        .account_id;
+    let mut items = vec![
+        ("Blue mug".to_owned(), unit([1.0, 0.0, 0.0, 0.0])),
+        ("Navy mug".to_owned(), unit([0.9, 0.1, 0.0, 0.0])),
+        ("Red kettle".to_owned(), unit([0.0, 0.0, 1.0, 0.0])),
+    ];
+    for i in 0..23 {
+        items.push((format!("Filler {i}"), unit([0.0, 0.2, 0.1, 1.0 + i as f32])));
+    }
+    let ids = seed(&s, &account, items).await;
+
+    let p = get(&s, &c, "/dashboard/catalog").await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert_eq!(text_of(&p.body, "catalog-total").as_deref(), Some("26"));
+    assert_eq!(text_of(&p.body, "catalog-ready").as_deref(), Some("26"));
+    assert_eq!(p.body.matches("data-testid=\"product\"").count(), 24);
+    assert!(p.body.contains("src=\"https://img.example/0.jpg\""));
+    assert!(p.body.contains("alt=\"Blue mug\""));
+    let next = attr_after(&p.body, "id=\"next-page\"", "href").unwrap();
+    assert!(next.starts_with("/dashboard/catalog?cursor="));
+    let p2 = get(&s, &c, &next.replace("&amp;", "&")).await;
+    assert_eq!(p2.status, 200);
+    assert_eq!(p2.body.matches("data-testid=\"product\"").count(), 2);
+    assert!(!p2.body.contains("id=\"next-page\""));
+    assert_eq!(
+        get(&s, &c, "/dashboard/catalog?cursor=garbage")
+            .await
+            .status,
+        400
+    );
+
+    let sim = get(&s, &c, &format!("/dashboard/catalog/{}/similar", ids[0])).await;
+    assert_eq!(sim.status, 200, "{}", sim.body);
+    let first = attr_after(
+        &sim.body,
+        "data-testid=\"similar-product\"",
+        "data-product-id",
+    )
+    .unwrap();
+    assert_eq!(first, ids[1], "the navy mug is nearest");
+    assert!(sim.body.contains("data-testid=\"similar-score\""));
+    assert!(!sim.body[sim.body.find("similar-list").unwrap()..]
+        .contains(&format!("data-product-id=\"{}\"", ids[0])));
+    let score: f64 = attr_after(&sim.body, "data-testid=\"similar-product\"", "data-score")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(score > 0.9, "{score}");
+
+    // Another account sees neither the products nor their similar view.
+    let (other, _) = signed_in(&s, "other@example.com").await;
+    let p = get(&s, &other, "/dashboard/catalog").await;
+    assert_eq!(text_of(&p.body, "catalog-total").as_deref(), Some("0"));
+    assert_eq!(
+        get(
+            &s,
+            &other,
+            &format!("/dashboard/catalog/{}/similar", ids[0])
+        )
+        .await
+        .status,
+        404
+    );
+}

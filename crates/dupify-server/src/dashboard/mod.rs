@@ -5,7 +5,9 @@
 //! - [`session`]: sign up, sign in (argon2id, throttling), sign out, the session cookie
 //! - [`keys`]: create, list, revoke and regenerate API keys
 //! - [`usage`]: this period's usage with a server-rendered SVG chart
+//! - [`catalog`]: product counts, a paged product list, find similar
 
+mod catalog;
 mod keys;
 mod page;
 mod session;
@@ -38,6 +40,8 @@ pub fn router() -> Router<SharedState> {
             get(keys::regenerate_confirm).post(keys::regenerate),
         )
         .route("/usage", get(usage::page))
+        .route("/catalog", get(catalog::list))
+        .route("/catalog/{id}/similar", get(catalog::similar))
         .layer(map_response(security_headers))
 }
 

@@ -45,6 +45,13 @@ th{background:#eef0f4}
 .visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
 .state-revoked,.state-expired{color:#8a1c14;font-weight:600}
 .state-active{color:#1e6b30;font-weight:600}
+.grid{list-style:none;margin:0;padding:0;display:grid;grid-template-columns:repeat(auto-fill,minmax(9.5rem,1fr));gap:.75rem}
+.card{background:#fff;border:1px solid #d0d4dc;border-radius:8px;padding:.5rem;display:flex;flex-direction:column;gap:.25rem}
+.card.query{max-width:12rem}
+.thumb{width:100%;height:auto;aspect-ratio:1;object-fit:contain;background:#eef0f4;border-radius:4px}
+.noimg{display:flex;align-items:center;justify-content:center;color:#4b5563;font-size:.9rem}
+.card .title{font-weight:600;overflow-wrap:anywhere}
+.card .meta{font-size:.9rem;color:#374151}
 svg text{font:12px system-ui,sans-serif;fill:#1a1a1a}
 @media (max-width:40rem){header form{margin-left:0}main{padding:.5rem}h1{font-size:1.35rem}}
 "#;
@@ -55,6 +62,7 @@ pub enum Nav {
     None,
     Keys,
     Usage,
+    Catalog,
 }
 
 pub fn layout(title: &str, session: Option<&Session>, nav: Nav, body: Markup) -> Markup {
@@ -80,6 +88,7 @@ pub fn layout(title: &str, session: Option<&Session>, nav: Nav, body: Markup) ->
                             ul {
                                 (item(Nav::Keys, "/dashboard/keys", "API keys", "nav-keys"))
                                 (item(Nav::Usage, "/dashboard/usage", "Usage", "nav-usage"))
+                                (item(Nav::Catalog, "/dashboard/catalog", "Catalog", "nav-catalog"))
                             }
                         }
                         form.inline method="post" action="/dashboard/signout" {
