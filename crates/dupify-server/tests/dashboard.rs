@@ -652,3 +652,79 @@ async fn catalog_page_lists_pages_and_finds_similar_products() {
         404
     );
 }
+
+async fn analyse(s: &TestServer, c: &reqwest::Client, csrf: &str, image: Vec<u8>) -> Page {
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", csrf.to_owned())
+        .part(
+            "image",
+            reqwest::multipart::Part::bytes(image)
+                .file_name("photo.png")
+                .mime_str("image/png")
+                .unwrap(),
+        );
+    read(
+        c.post(s.url("/dashboard/playground"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn playground_shows_swatches_and_explains_a_missing_cutout() {
+    let s = TestServer::start().await;
+    let (c, csrf) = signed_in(&s, "play@example.com").await;
+    let page = get(&s, &c, "/dashboard/playground").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("enctype=\"multipart/form-data\""));
+    assert!(page.body.contains("id=\"no-segmentation\""));
+    let p = analyse(&s, &c, &csrf, png(&navy_white(120, 80))).await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(
+        p.body
+            .contains("data-testid=\"swatch\" data-hex=\"#1f2a44\""),
+        "{}",
+        p.body
+    );
+    assert!(p.body.contains("data-testid=\"attribute\""));
+    assert!(p.body.contains("id=\"no-cutout\""));
+    assert!(p.body.contains("data-testid=\"original\""));
+    // Metered like the API: colors, attributes and silhouette.
+    let usage = get(&s, &c, "/dashboard/usage").await;
+    assert_eq!(text_of(&usage.body, "usage-used").as_deref(), Some("3"));
+    // A bad CSRF token or a non-image is refused with an HTML page.
+    let bad = analyse(&s, &c, "nope", png(&navy_white(20, 20))).await;
+    assert_eq!(bad.status, 403);
+    let junk = analyse(&s, &c, &csrf, b"not an image".to_vec()).await;
+    assert_eq!(junk.status, 422, "{}", junk.body);
+    assert!(junk.body.contains("data-testid=\"error-message\""));
+    // A failed run gives its units back.
+    let usage = get(&s, &c, "/dashboard/usage").await;
+    assert_eq!(text_of(&usage.body, "usage-used").as_deref(), Some("3"));
+}
+
+#[tokio::test]
+async fn playground_with_a_segmentation_model_shows_the_cutout() {
+    let s = TestServer::with_models(ModelSet::Segmentation, |_| {}).await;
+    let (c, csrf) = signed_in(&s, "cutout@example.com").await;
+    let page = get(&s, &c, "/dashboard/playground").await;
+    assert!(!page.body.contains("id=\"no-segmentation\""));
+    let img = image::RgbImage::from_fn(96, 96, |x, y| {
+        let (dx, dy) = (x as i32 - 48, y as i32 - 48);
+        if dx * dx + dy * dy < 30 * 30 {
+            image::Rgb([200, 30, 40])
+        } else {
+            image::Rgb([250, 250, 250])
+        }
+    });
+    let p = analyse(&s, &c, &csrf, png(&img)).await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(p.body.contains("data-testid=\"cutout-image\""));
+    assert!(p.body.contains("src=\"data:image/png;base64,"));
+    assert!(p.body.contains("data-testid=\"swatch\""));
+    let usage = get(&s, &c, "/dashboard/usage").await;
+    assert_eq!(text_of(&usage.body, "usage-used").as_deref(), Some("4"));
+}

@@ -52,6 +52,11 @@ th{background:#eef0f4}
 .noimg{display:flex;align-items:center;justify-content:center;color:#4b5563;font-size:.9rem}
 .card .title{font-weight:600;overflow-wrap:anywhere}
 .card .meta{font-size:.9rem;color:#374151}
+.swatches{list-style:none;margin:0;padding:0;display:flex;flex-wrap:wrap;gap:.5rem 1.25rem}
+.swatches li{display:flex;align-items:center;gap:.5rem}
+.swatch{display:inline-block;width:2.5rem;height:2.5rem;border-radius:6px;border:1px solid #6b7280}
+.checker{background:repeating-conic-gradient(#d0d4dc 0 25%,#fff 0 50%) 0 0/16px 16px}
+figure{margin:0}
 svg text{font:12px system-ui,sans-serif;fill:#1a1a1a}
 @media (max-width:40rem){header form{margin-left:0}main{padding:.5rem}h1{font-size:1.35rem}}
 "#;
@@ -63,6 +68,7 @@ pub enum Nav {
     Keys,
     Usage,
     Catalog,
+    Playground,
 }
 
 pub fn layout(title: &str, session: Option<&Session>, nav: Nav, body: Markup) -> Markup {
@@ -89,6 +95,7 @@ pub fn layout(title: &str, session: Option<&Session>, nav: Nav, body: Markup) ->
                                 (item(Nav::Keys, "/dashboard/keys", "API keys", "nav-keys"))
                                 (item(Nav::Usage, "/dashboard/usage", "Usage", "nav-usage"))
                                 (item(Nav::Catalog, "/dashboard/catalog", "Catalog", "nav-catalog"))
+                                (item(Nav::Playground, "/dashboard/playground", "Playground", "nav-playground"))
                             }
                         }
                         form.inline method="post" action="/dashboard/signout" {
@@ -195,6 +202,7 @@ impl IntoResponse for DashError {
 pub type DashResult<T = Response> = Result<T, DashError>;
 
 /// A urlencoded form body (fields may repeat, e.g. checkboxes).
+#[derive(Default)]
 pub struct FormData(Vec<(String, String)>);
 
 impl FormData {
@@ -204,6 +212,9 @@ impl FormData {
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
                 .collect(),
         )
+    }
+    pub fn push(&mut self, name: &str, value: String) {
+        self.0.push((name.to_owned(), value));
     }
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0
