@@ -182,6 +182,9 @@ async fn signup_sets_a_hardened_session_cookie_and_signout_ends_it() {
     let account = s.store.get_account(&user.account_id).await.unwrap();
     assert_eq!(account.tier, dupify_core::Tier::Free);
 
+    let home = get(&s, &c, "/dashboard").await;
+    assert_eq!(home.status, 303);
+    assert_eq!(location(&home), "/dashboard/keys");
     let keys = get(&s, &c, "/dashboard/keys").await;
     assert_eq!(keys.status, 200);
     assert!(keys.body.contains("ada@example.com"));
@@ -695,6 +698,8 @@ async fn playground_shows_swatches_and_explains_a_missing_cutout() {
     // Metered like the API: colors, attributes and silhouette.
     let usage = get(&s, &c, "/dashboard/usage").await;
     assert_eq!(text_of(&usage.body, "usage-used").as_deref(), Some("3"));
+    let row = &usage.body[usage.body.find("data-key-id=\"dashboard\"").unwrap()..];
+    assert!(row.contains("data-testid=\"usage-key-live\">3<"));
     // A bad CSRF token or a non-image is refused with an HTML page.
     let bad = analyse(&s, &c, "nope", png(&navy_white(20, 20))).await;
     assert_eq!(bad.status, 403);

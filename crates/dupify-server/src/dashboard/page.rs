@@ -36,7 +36,7 @@ th{background:#eef0f4}
 .notice.ok{background:#e7f4ea;border-color:#1e7b34;color:#0f3d1a}
 .secret{display:flex;flex-wrap:wrap;gap:.5rem;align-items:center}
 .secret code{font-size:1rem;background:#14213d;color:#fff;padding:.5rem .75rem;border-radius:6px;word-break:break-all}
-.stats{display:grid;grid-template-columns:repeat(auto-fit,minmax(10rem,1fr));gap:.75rem;margin:0;padding:0}
+.stats{display:grid;grid-template-columns:repeat(auto-fit,minmax(10rem,1fr));gap:.75rem;margin:0 0 1rem;padding:0}
 .stats div{background:#fff;border:1px solid #d0d4dc;border-radius:8px;padding:.75rem}
 .stats dt{font-size:.9rem;color:#4b5563}
 .stats dd{margin:0;font-size:1.3rem;font-weight:700}
