@@ -58,6 +58,8 @@ th{background:#eef0f4}
 .checker{background:repeating-conic-gradient(#d0d4dc 0 25%,#fff 0 50%) 0 0/16px 16px}
 figure{margin:0}
 svg text{font:12px system-ui,sans-serif;fill:#1a1a1a}
+.chart-wrap{overflow-x:auto}
+#usage-chart{min-width:34rem;display:block}
 @media (max-width:40rem){header form{margin-left:0}main{padding:.5rem}h1{font-size:1.35rem}}
 "#;
 

@@ -41,7 +41,7 @@ fn chart(r: &UsageReport) -> Markup {
     let total: u64 = days.iter().map(|d| d.1 + d.2).sum();
     let y = |v: u64| top + plot_h - plot_h * v as f64 / max as f64;
     html! {
-        figure {
+        figure.chart-wrap {
             svg id="usage-chart" data-testid="usage-chart" role="img" aria-labelledby="chart-title chart-desc"
                 viewBox=(format!("0 0 {w} {h}")) width="100%" preserveAspectRatio="xMidYMid meet"
                 xmlns="http://www.w3.org/2000/svg" {
