@@ -733,3 +733,24 @@ async fn playground_with_a_segmentation_model_shows_the_cutout() {
     let usage = get(&s, &c, "/dashboard/usage").await;
     assert_eq!(text_of(&usage.body, "usage-used").as_deref(), Some("4"));
 }
+
+#[tokio::test]
+async fn many_failed_signins_from_one_address_are_throttled() {
+    let s = TestServer::start().await;
+    signed_in(&s, "victim@example.com").await;
+    let c = browser();
+    // Spread over many emails, so no single email reaches its own limit.
+    for i in 0..20 {
+        let p = signin(
+            &s,
+            &c,
+            &format!("spray{i}@example.com"),
+            "guess guess guess",
+        )
+        .await;
+        assert_eq!(p.status, 401, "attempt {i}");
+    }
+    let p = signin(&s, &c, "victim@example.com", "correct horse battery").await;
+    assert_eq!(p.status, 429, "{}", p.body);
+    assert!(p.body.contains("Too many failed sign-in attempts"));
+}
