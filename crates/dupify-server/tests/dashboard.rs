@@ -182,6 +182,9 @@ async fn signup_sets_a_hardened_session_cookie_and_signout_ends_it() {
     let account = s.store.get_account(&user.account_id).await.unwrap();
     assert_eq!(account.tier, dupify_core::Tier::Free);
 
+    let home = get(&s, &c, "/dashboard").await;
+    assert_eq!(home.status, 303);
+    assert_eq!(location(&home), "/dashboard/keys");
     let keys = get(&s, &c, "/dashboard/keys").await;
     assert_eq!(keys.status, 200);
     assert!(keys.body.contains("ada@example.com"));
@@ -531,4 +534,223 @@ async fn usage_page_has_a_chart_for_a_new_account() {
     assert!(p.body.contains("role=\"img\""));
     assert_eq!(text_of(&p.body, "usage-used").as_deref(), Some("0"));
     assert!(p.body.contains("data-testid=\"usage-bar\""));
+}
+
+fn unit(v: [f32; 4]) -> Vec<f32> {
+    let n = v.iter().map(|x| x * x).sum::<f32>().sqrt();
+    v.iter().map(|x| x / n).collect()
+}
+
+/// Ready products with 4-d vectors straight into the store (as tests/catalog.rs does).
+async fn seed(s: &TestServer, account: &str, items: Vec<(String, Vec<f32>)>) -> Vec<String> {
+    use dupify_store::{ProductFeatures, ProductImage, ProductInput, ProductVectors};
+    let rows = items
+        .into_iter()
+        .enumerate()
+        .map(|(i, (title, v))| {
+            (
+                ProductInput {
+                    external_id: Some(format!("seed-{i}")),
+                    title,
+                    sku: None,
+                    description: None,
+                    brand: Some("Acme".into()),
+                    category: Some("Mugs".into()),
+                    price: Some(10.0 + i as f64),
+                    currency: "USD".into(),
+                    product_url: None,
+                    image: ProductImage::Url(format!("https://img.example/{i}.jpg")),
+                    image_ref: format!("ref-{i}"),
+                    metadata: "{}".into(),
+                },
+                ProductFeatures {
+                    features: serde_json::json!({"model": "test-4d"}).to_string(),
+                    vectors: ProductVectors {
+                        model: "test-4d".into(),
+                        embedding: v,
+                        silhouette: vec![1.0, 0.0],
+                        color: vec![0.0, 1.0],
+                    },
+                },
+            )
+        })
+        .collect();
+    s.store
+        .insert_ready_products(account, dupify_core::KeyMode::Live, rows)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn catalog_page_lists_pages_and_finds_similar_products() {
+    let s = TestServer::start().await;
+    let (c, _) = signed_in(&s, "shop@example.com").await;
+    let account = s
+        .store
+        .find_dashboard_user("shop@example.com")
+        .await
+        .unwrap()
+        .unwrap()
+        .account_id;
+    let mut items = vec![
+        ("Blue mug".to_owned(), unit([1.0, 0.0, 0.0, 0.0])),
+        ("Navy mug".to_owned(), unit([0.9, 0.1, 0.0, 0.0])),
+        ("Red kettle".to_owned(), unit([0.0, 0.0, 1.0, 0.0])),
+    ];
+    for i in 0..23 {
+        items.push((format!("Filler {i}"), unit([0.0, 0.2, 0.1, 1.0 + i as f32])));
+    }
+    let ids = seed(&s, &account, items).await;
+
+    let p = get(&s, &c, "/dashboard/catalog").await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert_eq!(text_of(&p.body, "catalog-total").as_deref(), Some("26"));
+    assert_eq!(text_of(&p.body, "catalog-ready").as_deref(), Some("26"));
+    assert_eq!(p.body.matches("data-testid=\"product\"").count(), 24);
+    assert!(p.body.contains("src=\"https://img.example/0.jpg\""));
+    assert!(p.body.contains("alt=\"Blue mug\""));
+    let next = attr_after(&p.body, "id=\"next-page\"", "href").unwrap();
+    assert!(next.starts_with("/dashboard/catalog?cursor="));
+    let p2 = get(&s, &c, &next.replace("&amp;", "&")).await;
+    assert_eq!(p2.status, 200);
+    assert_eq!(p2.body.matches("data-testid=\"product\"").count(), 2);
+    assert!(!p2.body.contains("id=\"next-page\""));
+    assert_eq!(
+        get(&s, &c, "/dashboard/catalog?cursor=garbage")
+            .await
+            .status,
+        400
+    );
+
+    let sim = get(&s, &c, &format!("/dashboard/catalog/{}/similar", ids[0])).await;
+    assert_eq!(sim.status, 200, "{}", sim.body);
+    let first = attr_after(
+        &sim.body,
+        "data-testid=\"similar-product\"",
+        "data-product-id",
+    )
+    .unwrap();
+    assert_eq!(first, ids[1], "the navy mug is nearest");
+    assert!(sim.body.contains("data-testid=\"similar-score\""));
+    assert!(!sim.body[sim.body.find("similar-list").unwrap()..]
+        .contains(&format!("data-product-id=\"{}\"", ids[0])));
+    let score: f64 = attr_after(&sim.body, "data-testid=\"similar-product\"", "data-score")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(score > 0.9, "{score}");
+
+    // Another account sees neither the products nor their similar view.
+    let (other, _) = signed_in(&s, "other@example.com").await;
+    let p = get(&s, &other, "/dashboard/catalog").await;
+    assert_eq!(text_of(&p.body, "catalog-total").as_deref(), Some("0"));
+    assert_eq!(
+        get(
+            &s,
+            &other,
+            &format!("/dashboard/catalog/{}/similar", ids[0])
+        )
+        .await
+        .status,
+        404
+    );
+}
+
+async fn analyse(s: &TestServer, c: &reqwest::Client, csrf: &str, image: Vec<u8>) -> Page {
+    let form = reqwest::multipart::Form::new()
+        .text("csrf", csrf.to_owned())
+        .part(
+            "image",
+            reqwest::multipart::Part::bytes(image)
+                .file_name("photo.png")
+                .mime_str("image/png")
+                .unwrap(),
+        );
+    read(
+        c.post(s.url("/dashboard/playground"))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn playground_shows_swatches_and_explains_a_missing_cutout() {
+    let s = TestServer::start().await;
+    let (c, csrf) = signed_in(&s, "play@example.com").await;
+    let page = get(&s, &c, "/dashboard/playground").await;
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("enctype=\"multipart/form-data\""));
+    assert!(page.body.contains("id=\"no-segmentation\""));
+    let p = analyse(&s, &c, &csrf, png(&navy_white(120, 80))).await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(
+        p.body
+            .contains("data-testid=\"swatch\" data-hex=\"#1f2a44\""),
+        "{}",
+        p.body
+    );
+    assert!(p.body.contains("data-testid=\"attribute\""));
+    assert!(p.body.contains("id=\"no-cutout\""));
+    assert!(p.body.contains("data-testid=\"original\""));
+    // Metered like the API: colors, attributes and silhouette.
+    let usage = get(&s, &c, "/dashboard/usage").await;
+    assert_eq!(text_of(&usage.body, "usage-used").as_deref(), Some("3"));
+    let row = &usage.body[usage.body.find("data-key-id=\"dashboard\"").unwrap()..];
+    assert!(row.contains("data-testid=\"usage-key-live\">3<"));
+    // A bad CSRF token or a non-image is refused with an HTML page.
+    let bad = analyse(&s, &c, "nope", png(&navy_white(20, 20))).await;
+    assert_eq!(bad.status, 403);
+    let junk = analyse(&s, &c, &csrf, b"not an image".to_vec()).await;
+    assert_eq!(junk.status, 422, "{}", junk.body);
+    assert!(junk.body.contains("data-testid=\"error-message\""));
+    // A failed run gives its units back.
+    let usage = get(&s, &c, "/dashboard/usage").await;
+    assert_eq!(text_of(&usage.body, "usage-used").as_deref(), Some("3"));
+}
+
+#[tokio::test]
+async fn playground_with_a_segmentation_model_shows_the_cutout() {
+    let s = TestServer::with_models(ModelSet::Segmentation, |_| {}).await;
+    let (c, csrf) = signed_in(&s, "cutout@example.com").await;
+    let page = get(&s, &c, "/dashboard/playground").await;
+    assert!(!page.body.contains("id=\"no-segmentation\""));
+    let img = image::RgbImage::from_fn(96, 96, |x, y| {
+        let (dx, dy) = (x as i32 - 48, y as i32 - 48);
+        if dx * dx + dy * dy < 30 * 30 {
+            image::Rgb([200, 30, 40])
+        } else {
+            image::Rgb([250, 250, 250])
+        }
+    });
+    let p = analyse(&s, &c, &csrf, png(&img)).await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(p.body.contains("data-testid=\"cutout-image\""));
+    assert!(p.body.contains("src=\"data:image/png;base64,"));
+    assert!(p.body.contains("data-testid=\"swatch\""));
+    let usage = get(&s, &c, "/dashboard/usage").await;
+    assert_eq!(text_of(&usage.body, "usage-used").as_deref(), Some("4"));
+}
+
+#[tokio::test]
+async fn many_failed_signins_from_one_address_are_throttled() {
+    let s = TestServer::start().await;
+    signed_in(&s, "victim@example.com").await;
+    let c = browser();
+    // Spread over many emails, so no single email reaches its own limit.
+    for i in 0..20 {
+        let p = signin(
+            &s,
+            &c,
+            &format!("spray{i}@example.com"),
+            "guess guess guess",
+        )
+        .await;
+        assert_eq!(p.status, 401, "attempt {i}");
+    }
+    let p = signin(&s, &c, "victim@example.com", "correct horse battery").await;
+    assert_eq!(p.status, 429, "{}", p.body);
+    assert!(p.body.contains("Too many failed sign-in attempts"));
 }

@@ -5,9 +5,13 @@
 //! - [`session`]: sign up, sign in (argon2id, throttling), sign out, the session cookie
 //! - [`keys`]: create, list, revoke and regenerate API keys
 //! - [`usage`]: this period's usage with a server-rendered SVG chart
+//! - [`catalog`]: product counts, a paged product list, find similar
+//! - [`playground`]: upload a photo, see colors, attributes, silhouette and cutout
 
+mod catalog;
 mod keys;
 mod page;
+mod playground;
 mod session;
 mod usage;
 
@@ -38,6 +42,12 @@ pub fn router() -> Router<SharedState> {
             get(keys::regenerate_confirm).post(keys::regenerate),
         )
         .route("/usage", get(usage::page))
+        .route("/catalog", get(catalog::list))
+        .route("/catalog/{id}/similar", get(catalog::similar))
+        .route(
+            "/playground",
+            get(playground::page).post(playground::analyse),
+        )
         .layer(map_response(security_headers))
 }
 

@@ -36,7 +36,7 @@ th{background:#eef0f4}
 .notice.ok{background:#e7f4ea;border-color:#1e7b34;color:#0f3d1a}
 .secret{display:flex;flex-wrap:wrap;gap:.5rem;align-items:center}
 .secret code{font-size:1rem;background:#14213d;color:#fff;padding:.5rem .75rem;border-radius:6px;word-break:break-all}
-.stats{display:grid;grid-template-columns:repeat(auto-fit,minmax(10rem,1fr));gap:.75rem;margin:0;padding:0}
+.stats{display:grid;grid-template-columns:repeat(auto-fit,minmax(10rem,1fr));gap:.75rem;margin:0 0 1rem;padding:0}
 .stats div{background:#fff;border:1px solid #d0d4dc;border-radius:8px;padding:.75rem}
 .stats dt{font-size:.9rem;color:#4b5563}
 .stats dd{margin:0;font-size:1.3rem;font-weight:700}
@@ -45,7 +45,21 @@ th{background:#eef0f4}
 .visually-hidden{position:absolute;width:1px;height:1px;overflow:hidden;clip:rect(0 0 0 0);white-space:nowrap}
 .state-revoked,.state-expired{color:#8a1c14;font-weight:600}
 .state-active{color:#1e6b30;font-weight:600}
+.grid{list-style:none;margin:0;padding:0;display:grid;grid-template-columns:repeat(auto-fill,minmax(9.5rem,1fr));gap:.75rem}
+.card{background:#fff;border:1px solid #d0d4dc;border-radius:8px;padding:.5rem;display:flex;flex-direction:column;gap:.25rem}
+.card.query{max-width:12rem}
+.thumb{width:100%;height:auto;aspect-ratio:1;object-fit:contain;background:#eef0f4;border-radius:4px}
+.noimg{display:flex;align-items:center;justify-content:center;color:#4b5563;font-size:.9rem}
+.card .title{font-weight:600;overflow-wrap:anywhere}
+.card .meta{font-size:.9rem;color:#374151}
+.swatches{list-style:none;margin:0;padding:0;display:flex;flex-wrap:wrap;gap:.5rem 1.25rem}
+.swatches li{display:flex;align-items:center;gap:.5rem}
+.swatch{display:inline-block;width:2.5rem;height:2.5rem;border-radius:6px;border:1px solid #6b7280}
+.checker{background:repeating-conic-gradient(#d0d4dc 0 25%,#fff 0 50%) 0 0/16px 16px}
+figure{margin:0}
 svg text{font:12px system-ui,sans-serif;fill:#1a1a1a}
+.chart-wrap{overflow-x:auto}
+#usage-chart{min-width:34rem;display:block}
 @media (max-width:40rem){header form{margin-left:0}main{padding:.5rem}h1{font-size:1.35rem}}
 "#;
 
@@ -55,6 +69,8 @@ pub enum Nav {
     None,
     Keys,
     Usage,
+    Catalog,
+    Playground,
 }
 
 pub fn layout(title: &str, session: Option<&Session>, nav: Nav, body: Markup) -> Markup {
@@ -80,6 +96,8 @@ pub fn layout(title: &str, session: Option<&Session>, nav: Nav, body: Markup) ->
                             ul {
                                 (item(Nav::Keys, "/dashboard/keys", "API keys", "nav-keys"))
                                 (item(Nav::Usage, "/dashboard/usage", "Usage", "nav-usage"))
+                                (item(Nav::Catalog, "/dashboard/catalog", "Catalog", "nav-catalog"))
+                                (item(Nav::Playground, "/dashboard/playground", "Playground", "nav-playground"))
                             }
                         }
                         form.inline method="post" action="/dashboard/signout" {
@@ -186,6 +204,7 @@ impl IntoResponse for DashError {
 pub type DashResult<T = Response> = Result<T, DashError>;
 
 /// A urlencoded form body (fields may repeat, e.g. checkboxes).
+#[derive(Default)]
 pub struct FormData(Vec<(String, String)>);
 
 impl FormData {
@@ -195,6 +214,9 @@ impl FormData {
                 .map(|(k, v)| (k.into_owned(), v.into_owned()))
                 .collect(),
         )
+    }
+    pub fn push(&mut self, name: &str, value: String) {
+        self.0.push((name.to_owned(), value));
     }
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0

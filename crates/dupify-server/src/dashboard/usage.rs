@@ -9,6 +9,7 @@ use dupify_core::BillingPeriod;
 use maud::{html, Markup};
 
 use super::page::{fmt_time, html_response, layout, DashResult, Nav};
+use super::playground::PLAYGROUND_KEY_ID;
 use super::session::require;
 use crate::handlers::usage::{report, UsageReport};
 use crate::state::SharedState;
@@ -16,16 +17,12 @@ use crate::state::SharedState;
 /// One bar per day of the period so far (days without calls included).
 fn chart(r: &UsageReport) -> Markup {
     let first = r.period.start.date_naive();
-    let last = r
-        .period
-        .end
-        .date_naive()
-        .min(Utc::now().date_naive())
-        .max(first);
+    // The whole period, later days empty, so bars keep one width through the month.
+    let last = r.period.end.date_naive().max(first);
     let mut days: Vec<(NaiveDate, u64, u64)> = first
         .iter_days()
         .take_while(|d| *d <= last)
-        .take(40)
+        .take(32)
         .map(|d| (d, 0, 0))
         .collect();
     for d in &r.days {
@@ -44,11 +41,11 @@ fn chart(r: &UsageReport) -> Markup {
     let total: u64 = days.iter().map(|d| d.1 + d.2).sum();
     let y = |v: u64| top + plot_h - plot_h * v as f64 / max as f64;
     html! {
-        figure {
+        figure.chart-wrap {
             svg id="usage-chart" data-testid="usage-chart" role="img" aria-labelledby="chart-title chart-desc"
                 viewBox=(format!("0 0 {w} {h}")) width="100%" preserveAspectRatio="xMidYMid meet"
                 xmlns="http://www.w3.org/2000/svg" {
-                title id="chart-title" { "Calls per day this period" }
+                title id="chart-title" { "Calls per day this billing period" }
                 desc id="chart-desc" { (total) " calls over " (days.len()) " days; the busiest day had " (max) "." }
                 line x1=(left) y1=(top + plot_h) x2=(w - 8.0) y2=(top + plot_h) stroke="#4b5563" {}
                 text x=(left - 6.0) y=(top + 4.0) text-anchor="end" { (max) }
@@ -87,6 +84,11 @@ pub async fn page(State(state): State<SharedState>, headers: HeaderMap) -> DashR
     let account = &s.account;
     let period = BillingPeriod::containing(account.billing_anchor, Utc::now());
     let r = report(state.store.as_ref(), account, account.limits(), period).await?;
+    let playground: u64 = r
+        .days
+        .iter()
+        .filter_map(|d| d.by_key.get(PLAYGROUND_KEY_ID))
+        .sum();
     let body = html! {
         dl.stats {
             div { dt { "Tier" } dd id="usage-tier" data-testid="usage-tier" { (account.tier.as_str()) } }
@@ -119,6 +121,16 @@ pub async fn page(State(state): State<SharedState>, headers: HeaderMap) -> DashR
                         th scope="col" { "State" } th scope="col" { "Live calls" } th scope="col" { "Test calls" }
                     } }
                     tbody {
+                        @if playground > 0 {
+                            tr data-testid="usage-key-row" data-key-id=(PLAYGROUND_KEY_ID) {
+                                td { "Dashboard playground" }
+                                td { "—" }
+                                td { "live" }
+                                td { "—" }
+                                td data-testid="usage-key-live" { (playground) }
+                                td data-testid="usage-key-test" { "0" }
+                            }
+                        }
                         @for k in &r.keys {
                             tr data-testid="usage-key-row" data-key-id=(k.key.id) {
                                 td { (k.key.name) }

@@ -437,11 +437,11 @@ pub async fn upload(
     .into_response())
 }
 
-fn encode_cursor(pk: i64) -> String {
+pub(crate) fn encode_cursor(pk: i64) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("p1:{pk}"))
 }
 
-fn decode_cursor(s: &str) -> Option<i64> {
+pub(crate) fn decode_cursor(s: &str) -> Option<i64> {
     let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
         .decode(s.trim_end_matches('='))
         .ok()?;
@@ -802,6 +802,83 @@ async fn exclusions(
     Ok(out)
 }
 
+/// What [`search_index`] found: hits with their products, best first.
+pub struct SearchOutcome {
+    pub hits: Vec<(dupify_catalog::Hit, ProductRecord)>,
+    pub plan: Plan,
+    pub candidates: usize,
+}
+
+/// Runs `query` on the (account, mode) catalog's index in `model`'s space and loads the
+/// hits' products. Shared by `POST /v1/catalog/search` and the dashboard.
+pub async fn search_index(
+    state: &SharedState,
+    account_id: &str,
+    mode: dupify_core::KeyMode,
+    model: &str,
+    query: Query,
+    explicit_model: bool,
+) -> Result<SearchOutcome, ApiError> {
+    let shard = state.catalogs.shard(account_id, mode).await.map_err(|e| {
+        tracing::error!(error = %e, "catalog index unavailable");
+        ApiError::unavailable("The catalog index is loading. Retry shortly.", 5)
+    })?;
+    let m = model.to_owned();
+    let result = state
+        .catalogs
+        .with_index(shard, move |idx, cfg| {
+            idx.space(&m).map(|s| {
+                let dims = query.visual.as_ref().map_or(s.dims, Vec::len);
+                if dims != s.dims {
+                    Err(Err(s.dims))
+                } else {
+                    s.search(&query, cfg).map_err(Ok)
+                }
+            })
+        })
+        .await
+        .map_err(|_| ApiError::internal())?;
+    let (hits, plan, candidates) = match result {
+        None if explicit_model => {
+            return Err(ApiError::invalid(
+                "model",
+                format!("no product of this catalog is embedded with {model}"),
+            ))
+        }
+        None => (Vec::new(), Plan::Exact, 0),
+        Some(Ok(r)) => (r.hits, r.plan, r.candidates),
+        Some(Err(Err(dims))) => {
+            return Err(ApiError::invalid(
+                "model",
+                format!("the {model} space holds {dims}-dimension vectors; the query's are of another model"),
+            ))
+        }
+        Some(Err(Ok(e))) => {
+            tracing::error!(error = %e, "catalog search failed");
+            return Err(ApiError::internal());
+        }
+    };
+    let products = state
+        .store
+        .products_by_pk(account_id, mode, hits.iter().map(|h| h.pk).collect())
+        .await
+        .map_err(|e| AppError::from(e).0)?;
+    let mut by_pk: std::collections::HashMap<i64, ProductRecord> =
+        products.into_iter().map(|p| (p.pk, p)).collect();
+    let hits = hits
+        .into_iter()
+        .filter_map(|h| {
+            let p = by_pk.remove(&h.pk)?;
+            Some((h, p))
+        })
+        .collect();
+    Ok(SearchOutcome {
+        hits,
+        plan,
+        candidates,
+    })
+}
+
 /// `POST /v1/catalog/search`.
 pub async fn search(
     State(state): State<SharedState>,
@@ -953,65 +1030,20 @@ pub async fn search(
     query.filter = filter;
 
     let t = Instant::now();
-    let shard = state
-        .catalogs
-        .shard(&caller.account.id, caller.mode())
-        .await
-        .map_err(|e| {
-            tracing::error!(error = %e, "catalog index unavailable");
-            ApiError::unavailable("The catalog index is loading. Retry shortly.", 5)
-        })?;
-    let m = model.clone();
-    let result = state
-        .catalogs
-        .with_index(shard, move |idx, cfg| {
-            idx.space(&m).map(|s| {
-                let dims = query.visual.as_ref().map_or(s.dims, Vec::len);
-                if dims != s.dims {
-                    Err(Err(s.dims))
-                } else {
-                    s.search(&query, cfg).map_err(Ok)
-                }
-            })
-        })
-        .await
-        .map_err(|_| ApiError::internal())?;
-    let (hits, plan, candidates) = match result {
-        None if explicit_model => {
-            return Err(ApiError::invalid(
-                "model",
-                format!("no product of this catalog is embedded with {model}"),
-            )
-            .into())
-        }
-        None => (Vec::new(), Plan::Exact, 0),
-        Some(Ok(r)) => (r.hits, r.plan, r.candidates),
-        Some(Err(Err(dims))) => {
-            return Err(ApiError::invalid(
-                "model",
-                format!("the {model} space holds {dims}-dimension vectors; the query's are of another model"),
-            )
-            .into())
-        }
-        Some(Err(Ok(e))) => {
-            tracing::error!(error = %e, "catalog search failed");
-            return Err(ApiError::internal().into());
-        }
-    };
-    let products = state
-        .store
-        .products_by_pk(
-            &caller.account.id,
-            caller.mode(),
-            hits.iter().map(|h| h.pk).collect(),
-        )
-        .await?;
-    let by_pk: std::collections::HashMap<i64, &ProductRecord> =
-        products.iter().map(|p| (p.pk, p)).collect();
-    let results: Vec<Value> = hits
+    let found = search_index(
+        &state,
+        &caller.account.id,
+        caller.mode(),
+        &model,
+        query,
+        explicit_model,
+    )
+    .await?;
+    let (plan, candidates) = (found.plan, found.candidates);
+    let results: Vec<Value> = found
+        .hits
         .iter()
-        .filter_map(|h| {
-            let p = by_pk.get(&h.pk)?;
+        .map(|(h, p)| {
             let mut scores = Map::new();
             for (name, v) in [
                 ("visual", h.visual),
@@ -1022,7 +1054,7 @@ pub async fn search(
                     scores.insert(name.into(), json!(round4(v)));
                 }
             }
-            Some(json!({"product": product_json(p), "score": round4(h.score), "scores": scores}))
+            json!({"product": product_json(p), "score": round4(h.score), "scores": scores})
         })
         .collect();
     let search_ms = t.elapsed().as_secs_f64() * 1000.0;
