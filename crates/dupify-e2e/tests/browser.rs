@@ -226,6 +226,14 @@ async fn key_lifecycle(c: &Client, base: &str) -> anyhow::Result<()> {
         "{secret}"
     );
     shot(c, "03-key-created-secret-once").await?;
+    // Reloading the result re-sends the form: it must not mint a second key.
+    c.refresh().await?;
+    assert!(
+        c.find(Locator::Css("#new-secret")).await.is_err(),
+        "no second secret on reload"
+    );
+    text_of(c, "#form-error").await?;
+    shot(c, "03b-reload-refused").await?;
     // Coming back to the page (a GET, not a re-sent form) never shows it again.
     c.goto(&format!("{base}/dashboard/keys")).await?;
     let page = c.source().await?;
@@ -273,6 +281,51 @@ async fn key_lifecycle(c: &Client, base: &str) -> anyhow::Result<()> {
         .is_ok());
     shot(c, "05-usage").await?;
 
+    // The playground: upload a photo, see its swatches, attributes, silhouette, cutout.
+    let file = tempfile::Builder::new().suffix(".png").tempfile()?;
+    {
+        use base64::Engine as _;
+        std::fs::write(
+            file.path(),
+            base64::engine::general_purpose::STANDARD.decode(photo_b64())?,
+        )?;
+    }
+    c.goto(&format!("{base}/dashboard/playground")).await?;
+    c.find(Locator::Css("#image"))
+        .await?
+        .send_keys(&file.path().display().to_string())
+        .await?;
+    click(c, "#analyse").await?;
+    c.wait()
+        .at_most(Duration::from_secs(30))
+        .for_element(Locator::Css("[data-testid=swatch]"))
+        .await
+        .context("swatches after upload")?;
+    let swatches = c.find_all(Locator::Css("[data-testid=swatch]")).await?;
+    assert!(!swatches.is_empty());
+    let first = swatches[0].attr("data-hex").await?.unwrap_or_default();
+    assert!(first.starts_with('#'), "{first}");
+    assert!(c
+        .find(Locator::Css("[data-testid=attribute]"))
+        .await
+        .is_ok());
+    assert!(c
+        .find(Locator::Css("[data-testid=silhouette]"))
+        .await
+        .is_ok());
+    if std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../models/u2netp.onnx")
+        .is_file()
+    {
+        assert!(
+            c.find(Locator::Css("[data-testid=cutout-image]"))
+                .await
+                .is_ok(),
+            "cutout with a model"
+        );
+    }
+    shot(c, "06-playground").await?;
+
     // Revoke it (with confirmation) and watch the API refuse it.
     c.goto(&format!("{base}/dashboard/keys")).await?;
     click(c, "[data-testid=revoke-link]").await?;
@@ -280,12 +333,12 @@ async fn key_lifecycle(c: &Client, base: &str) -> anyhow::Result<()> {
         .at_most(Duration::from_secs(10))
         .for_element(Locator::Css("#confirm-revoke"))
         .await?;
-    shot(c, "06-revoke-confirm").await?;
+    shot(c, "07-revoke-confirm").await?;
     click(c, "#confirm-revoke").await?;
     text_of(c, "#revoked-notice").await?;
     let state = text_of(c, "[data-testid=key-state]").await?;
     assert!(state.contains("revoked"), "{state}");
-    shot(c, "07-revoked").await?;
+    shot(c, "08-revoked").await?;
     let (status, v) = api(base, &secret, "/v1/usage", None).await?;
     assert_eq!(
         (status, v["error"]["code"].as_str()),
@@ -305,7 +358,7 @@ async fn key_lifecycle(c: &Client, base: &str) -> anyhow::Result<()> {
         overflow.as_i64().unwrap_or(0) <= 1,
         "horizontal overflow at 375 px: {overflow}"
     );
-    shot(c, "08-keys-375px").await?;
+    shot(c, "09-keys-375px").await?;
     c.set_window_size(1440, 1000).await?;
 
     // Sign out: the dashboard asks to sign in again.
@@ -313,6 +366,6 @@ async fn key_lifecycle(c: &Client, base: &str) -> anyhow::Result<()> {
     c.goto(&format!("{base}/dashboard/keys")).await?;
     let url = c.current_url().await?;
     assert!(url.path().ends_with("/signin"), "{url}");
-    shot(c, "09-signed-out").await?;
+    shot(c, "10-signed-out").await?;
     Ok(())
 }

@@ -125,10 +125,20 @@ async fn create_key(
     csrf: &str,
     extra: &[(&str, &str)],
 ) -> (String, String, Page) {
-    let mut form = vec![("csrf", csrf), ("name", "shop backend")];
+    let page = get(s, c, "/dashboard/keys").await;
+    let nonce = attr_after(&page.body, "name=\"nonce\"", "value").expect("a form nonce");
+    let mut form = vec![
+        ("csrf", csrf),
+        ("nonce", nonce.as_str()),
+        ("name", "shop backend"),
+    ];
     form.extend_from_slice(extra);
     let p = post_form(s, c, "/dashboard/keys", &form).await;
     assert_eq!(p.status, 200, "{}", p.body);
+    // Sending the same rendered form again (a reload of the result) creates nothing.
+    let again = post_form(s, c, "/dashboard/keys", &form).await;
+    assert_eq!(again.status, 409, "{}", again.body);
+    assert!(text_of(&again.body, "new-secret").is_none());
     let secret = text_of(&p.body, "new-secret").expect("the new secret");
     let prefix = &secret[..12];
     let id = attr_after(

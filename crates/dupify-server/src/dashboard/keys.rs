@@ -75,6 +75,7 @@ fn create_form(s: &Session, error: Option<&str>) -> Markup {
             }
             form method="post" action="/dashboard/keys" id="create-key-form" data-testid="create-key-form" {
                 (csrf_field(&s.csrf))
+                input type="hidden" name="nonce" value=(form_nonce());
                 label for="key-name" { "Name" }
                 input type="text" id="key-name" name="name" required maxlength=(MAX_NAME_CHARS) data-testid="key-name";
                 fieldset {
@@ -230,6 +231,26 @@ pub async fn create(
             _ => return invalid("The expiry must be a whole number of days from 1 to 3650.").await,
         },
     };
+    // A reloaded result page re-sends the form: each rendered form creates one key at
+    // most, so a reload cannot mint (and show) a second secret behind the user's back.
+    let fresh = form
+        .get("nonce")
+        .filter(|n| n.len() == 32 && n.bytes().all(|b| b.is_ascii_hexdigit()))
+        .map(|n| used_nonces().entry(n.to_owned()).or_insert(()).is_fresh());
+    match fresh {
+        None => return invalid("The form is incomplete; reload the page and try again.").await,
+        Some(false) => {
+            return keys_page(
+                &state,
+                &s,
+                StatusCode::CONFLICT,
+                html! {},
+                Some("This form was already sent and its key created; its secret was shown once. Revoke it below if it is lost, and create a new one."),
+            )
+            .await
+        }
+        Some(true) => {}
+    }
     let (secret, rec) = dupify_store::issue_key(
         state.store.as_ref(),
         &s.account.id,
@@ -247,6 +268,23 @@ pub async fn create(
         None,
     )
     .await
+}
+
+/// A random token per rendered create form.
+fn form_nonce() -> String {
+    let b: [u8; 16] = rand::random();
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// Create-form tokens already used (process-local; a day is longer than any reload).
+fn used_nonces() -> &'static moka::sync::Cache<String, ()> {
+    static USED: std::sync::OnceLock<moka::sync::Cache<String, ()>> = std::sync::OnceLock::new();
+    USED.get_or_init(|| {
+        moka::sync::Cache::builder()
+            .max_capacity(100_000)
+            .time_to_live(std::time::Duration::from_secs(86_400))
+            .build()
+    })
 }
 
 fn confirm_page(s: &Session, k: &KeyRecord, action: &str) -> Markup {
