@@ -37,8 +37,9 @@ unit:
 	fi
 
 ## schemathesis (PyPI) against a real server, from /v1/openapi.json.
+## (The binary comes from the same build as the tests: same features, nothing rebuilt.)
 conformance:
-	$(CARGO) build -p dupify
+	$(CARGO) test --workspace --no-run --quiet
 	bash scripts/conformance.sh target/debug/dupify
 
 ## Benchmarks (release): see docs/BENCHMARKS.md.
