@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use dupify_server::handlers::catalog::PRODUCT_FIELDS;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
@@ -32,21 +33,6 @@ pub struct ImportArgs {
     pub max_retries: u32,
     pub progress: bool,
 }
-
-const PRODUCT_FIELDS: [&str; 12] = [
-    "title",
-    "image_url",
-    "image_base64",
-    "external_id",
-    "sku",
-    "description",
-    "brand",
-    "category",
-    "price",
-    "currency",
-    "product_url",
-    "metadata",
-];
 
 /// One input row: its line number and the product, or why it could not be read.
 struct Row {

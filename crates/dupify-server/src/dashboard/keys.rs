@@ -272,8 +272,7 @@ pub async fn create(
 
 /// A random token per rendered create form.
 fn form_nonce() -> String {
-    let b: [u8; 16] = rand::random();
-    b.iter().map(|x| format!("{x:02x}")).collect()
+    hex::encode(rand::random::<[u8; 16]>())
 }
 
 /// Create-form tokens already used (process-local; a day is longer than any reload).

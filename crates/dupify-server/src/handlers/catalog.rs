@@ -34,7 +34,9 @@ const MAX_URL: usize = 2_048;
 const MAX_METADATA_BYTES: usize = 8 * 1024;
 const MAX_EXCLUDE: usize = 1_000;
 
-const PRODUCT_FIELDS: [&str; 12] = [
+/// Every field a product upload may carry (anything else is refused; custom data goes
+/// in `metadata`). The CLI import maps file columns with the same list.
+pub const PRODUCT_FIELDS: [&str; 12] = [
     "title",
     "image_url",
     "image_base64",
