@@ -14,8 +14,8 @@ pub trait AnnIndex: Send + Sync {
     fn is_empty(&self) -> bool {
         self.len() == 0
     }
-    fn add(&self, key: u64, vector: &[f32]) -> anyhow::Result<()>;
-    fn remove(&self, key: u64) -> anyhow::Result<()>;
+    fn add(&self, key: u64, vector: &[f32]) -> crate::Result<()>;
+    fn remove(&self, key: u64) -> crate::Result<()>;
     /// Up to `k` nearest keys with their similarity, best first; `filter` is applied
     /// while the graph is traversed, so a selective filter still returns `k` results
     /// when that many exist.
@@ -25,14 +25,14 @@ pub trait AnnIndex: Send + Sync {
         k: usize,
         ef: usize,
         filter: Option<&(dyn Fn(u64) -> bool + Sync)>,
-    ) -> anyhow::Result<Vec<(u64, f32)>>;
+    ) -> crate::Result<Vec<(u64, f32)>>;
     fn contains(&self, key: u64) -> bool;
     /// Makes room for `n` vectors in all, so that [`AnnIndex::add_reserved`] can be
     /// called from several threads at once.
-    fn reserve(&self, n: usize) -> anyhow::Result<()>;
+    fn reserve(&self, n: usize) -> crate::Result<()>;
     /// Adds a new key without growing the index (see `reserve`); thread-safe.
-    fn add_reserved(&self, key: u64, vector: &[f32]) -> anyhow::Result<()>;
-    fn save(&self, path: &Path) -> anyhow::Result<()>;
+    fn add_reserved(&self, key: u64, vector: &[f32]) -> crate::Result<()>;
+    fn save(&self, path: &Path) -> crate::Result<()>;
     fn memory_bytes(&self) -> usize;
 }
 
@@ -104,12 +104,12 @@ fn options(dims: usize, p: HnswParams) -> usearch::IndexOptions {
     }
 }
 
-fn err(e: impl std::fmt::Display) -> anyhow::Error {
-    anyhow::anyhow!("usearch: {e}")
+fn err(e: impl std::fmt::Display) -> crate::CatalogError {
+    crate::CatalogError::Index(format!("usearch: {e}"))
 }
 
 impl UsearchIndex {
-    pub fn new(dims: usize, params: HnswParams) -> anyhow::Result<Self> {
+    pub fn new(dims: usize, params: HnswParams) -> crate::Result<Self> {
         let index = usearch::Index::new(&options(dims, params)).map_err(err)?;
         index
             .reserve_capacity_and_threads(1024, CONTEXTS)
@@ -118,17 +118,17 @@ impl UsearchIndex {
     }
 
     /// Loads a saved index; refuses one of other dimensions.
-    pub fn load(path: &Path, dims: usize, params: HnswParams) -> anyhow::Result<Self> {
+    pub fn load(path: &Path, dims: usize, params: HnswParams) -> crate::Result<Self> {
         let index = usearch::Index::new(&options(dims, params)).map_err(err)?;
         let p = path
             .to_str()
-            .ok_or_else(|| anyhow::anyhow!("index path is not UTF-8"))?;
+            .ok_or_else(|| err("index path is not UTF-8"))?;
         index.load(p).map_err(err)?;
         if index.dimensions() != dims {
-            anyhow::bail!(
+            return Err(err(format!(
                 "saved index has {} dimensions, expected {dims}",
                 index.dimensions()
-            );
+            )));
         }
         index
             .reserve_capacity_and_threads(index.capacity().max(1024), CONTEXTS)
@@ -154,7 +154,7 @@ impl AnnIndex for UsearchIndex {
     fn len(&self) -> usize {
         self.index.size()
     }
-    fn add(&self, key: u64, vector: &[f32]) -> anyhow::Result<()> {
+    fn add(&self, key: u64, vector: &[f32]) -> crate::Result<()> {
         if self.index.size() + 1 > self.index.capacity() {
             let cap = (self.index.capacity() * 2).max(1024);
             self.index
@@ -167,7 +167,7 @@ impl AnnIndex for UsearchIndex {
         let _slot = self.slots.take();
         self.index.add(key, vector).map_err(err)
     }
-    fn remove(&self, key: u64) -> anyhow::Result<()> {
+    fn remove(&self, key: u64) -> crate::Result<()> {
         if self.index.contains(key) {
             self.index.remove(key).map_err(err)?;
         }
@@ -179,7 +179,7 @@ impl AnnIndex for UsearchIndex {
         k: usize,
         ef: usize,
         filter: Option<&(dyn Fn(u64) -> bool + Sync)>,
-    ) -> anyhow::Result<Vec<(u64, f32)>> {
+    ) -> crate::Result<Vec<(u64, f32)>> {
         if k == 0 || self.index.size() == 0 {
             return Ok(Vec::new());
         }
@@ -203,7 +203,7 @@ impl AnnIndex for UsearchIndex {
     fn contains(&self, key: u64) -> bool {
         self.index.contains(key)
     }
-    fn reserve(&self, n: usize) -> anyhow::Result<()> {
+    fn reserve(&self, n: usize) -> crate::Result<()> {
         if n > self.index.capacity() {
             self.index
                 .reserve_capacity_and_threads(n, CONTEXTS)
@@ -211,14 +211,14 @@ impl AnnIndex for UsearchIndex {
         }
         Ok(())
     }
-    fn add_reserved(&self, key: u64, vector: &[f32]) -> anyhow::Result<()> {
+    fn add_reserved(&self, key: u64, vector: &[f32]) -> crate::Result<()> {
         let _slot = self.slots.take();
         self.index.add(key, vector).map_err(err)
     }
-    fn save(&self, path: &Path) -> anyhow::Result<()> {
+    fn save(&self, path: &Path) -> crate::Result<()> {
         let p = path
             .to_str()
-            .ok_or_else(|| anyhow::anyhow!("index path is not UTF-8"))?;
+            .ok_or_else(|| err("index path is not UTF-8"))?;
         self.index.save(p).map_err(err)
     }
     fn memory_bytes(&self) -> usize {

@@ -320,7 +320,7 @@ fn top_k(mut v: Vec<(f32, usize)>, k: usize) -> Vec<(f32, usize)> {
 }
 
 impl Space {
-    pub fn new(model: &str, dims: usize, params: HnswParams) -> anyhow::Result<Self> {
+    pub fn new(model: &str, dims: usize, params: HnswParams) -> crate::Result<Self> {
         Ok(Space {
             model: model.to_owned(),
             dims,
@@ -413,13 +413,13 @@ impl Space {
     }
 
     /// Adds or replaces an entry (its graph node is re-inserted).
-    pub fn upsert(&mut self, e: Entry) -> anyhow::Result<()> {
+    pub fn upsert(&mut self, e: Entry) -> crate::Result<()> {
         if e.visual.len() != self.dims {
-            anyhow::bail!(
-                "vector of {} dimensions in a {}-dimension space",
-                e.visual.len(),
-                self.dims
-            );
+            return Err(crate::CatalogError::Dimensions {
+                model: self.model.clone(),
+                expected: self.dims,
+                got: e.visual.len(),
+            });
         }
         self.ann.add(e.pk as u64, &e.visual)?;
         self.put_entry(e);
@@ -441,7 +441,7 @@ impl Space {
         self.post(pk, &category, &brand, true);
     }
 
-    pub fn remove(&mut self, pk: i64) -> anyhow::Result<bool> {
+    pub fn remove(&mut self, pk: i64) -> crate::Result<bool> {
         let Some(i) = self.by_pk.remove(&pk) else {
             return Ok(false);
         };
@@ -461,7 +461,16 @@ impl Space {
         top_k(scored, k)
     }
 
-    pub fn search(&self, q: &Query, cfg: &SearchConfig) -> anyhow::Result<SearchResult> {
+    /// Searches this space; a query vector of other dimensions (another model's) is
+    /// refused with [`crate::CatalogError::Dimensions`].
+    pub fn search(&self, q: &Query, cfg: &SearchConfig) -> crate::Result<SearchResult> {
+        if let Some(v) = q.visual.as_ref().filter(|v| v.len() != self.dims) {
+            return Err(crate::CatalogError::Dimensions {
+                model: self.model.clone(),
+                expected: self.dims,
+                got: v.len(),
+            });
+        }
         let k = q.top_k.max(1);
         let scorer = Scorer::new(q);
         let visual_led = scorer.wv > 0.0;
@@ -733,7 +742,7 @@ impl CatalogIndex {
             .map(|s| {
                 s.ann_memory_bytes()
                     + s.entries.len()
-                        * (std::mem::size_of::<Entry>()
+                        * (size_of::<Entry>()
                             + 4 * (s.dims
                                 + s.entries
                                     .first()
@@ -742,7 +751,7 @@ impl CatalogIndex {
             .sum()
     }
 
-    fn remove_pk(&mut self, pk: i64) -> anyhow::Result<()> {
+    fn remove_pk(&mut self, pk: i64) -> crate::Result<()> {
         if let Some(model) = self.location.remove(&pk) {
             if let Some(space) = self.spaces.get_mut(&model) {
                 space.remove(pk)?;
@@ -753,7 +762,7 @@ impl CatalogIndex {
 
     /// Applies one change from the store; changes at or below the watermark are
     /// already in (a replay after a concurrent sync) and skipped.
-    pub fn apply(&mut self, row: IndexRow) -> anyhow::Result<()> {
+    pub fn apply(&mut self, row: IndexRow) -> crate::Result<()> {
         if row.change_seq <= self.applied_seq {
             return Ok(());
         }
@@ -787,7 +796,7 @@ impl CatalogIndex {
 
     /// Writes the graphs and the watermark; the metadata goes last, so a crash
     /// mid-save leaves the previous snapshot (or none) in force, never a mix.
-    pub fn save(&self, dir: &Path) -> anyhow::Result<()> {
+    pub fn save(&self, dir: &Path) -> crate::Result<()> {
         std::fs::create_dir_all(dir)?;
         let mut spaces = Vec::new();
         for (n, s) in self.spaces.values().enumerate() {
@@ -835,7 +844,7 @@ impl CatalogIndex {
         dir: &Path,
         rows: Vec<IndexRow>,
         params: HnswParams,
-    ) -> anyhow::Result<(CatalogIndex, bool)> {
+    ) -> crate::Result<(CatalogIndex, bool)> {
         let saved = std::fs::read(dir.join(META))
             .ok()
             .and_then(|b| serde_json::from_slice::<SavedMeta>(&b).ok());
@@ -920,11 +929,11 @@ impl CatalogIndex {
             };
             space.ann.reserve(space.ann.len() + pks.len() + 1024)?;
             let chunk = pks.len().div_ceil(threads).max(1);
-            std::thread::scope(|sc| -> anyhow::Result<()> {
+            std::thread::scope(|sc| -> crate::Result<()> {
                 let handles: Vec<_> = pks
                     .chunks(chunk)
                     .map(|part| {
-                        sc.spawn(move || -> anyhow::Result<()> {
+                        sc.spawn(move || -> crate::Result<()> {
                             for &pk in part {
                                 if let Some(e) = space.get(pk) {
                                     space.ann.add_reserved(pk as u64, &e.visual)?;
@@ -935,8 +944,9 @@ impl CatalogIndex {
                     })
                     .collect();
                 for h in handles {
-                    h.join()
-                        .map_err(|_| anyhow::anyhow!("index build thread panicked"))??;
+                    h.join().map_err(|_| {
+                        crate::CatalogError::Task("index build thread panicked".into())
+                    })??;
                 }
                 Ok(())
             })?;

@@ -7,6 +7,7 @@
 //! with anything a failed sync left behind.
 
 pub mod ann;
+mod error;
 pub mod index;
 pub mod synth;
 
@@ -18,6 +19,7 @@ use std::time::Instant;
 use dupify_core::KeyMode;
 use dupify_store::Store;
 
+pub use error::{CatalogError, Result};
 pub use index::{
     CatalogIndex, DuplicateGroup, Entry, Filter, Hit, Plan, Query, SearchConfig, SearchResult,
     Weights,
@@ -93,7 +95,7 @@ impl Catalogs {
 
     /// The catalog's index, loaded (from its snapshot plus the store) if this is
     /// its first use.
-    pub async fn shard(&self, account_id: &str, mode: KeyMode) -> anyhow::Result<Arc<Shard>> {
+    pub async fn shard(&self, account_id: &str, mode: KeyMode) -> Result<Arc<Shard>> {
         let shard = {
             let mut m = self.shards.lock().unwrap_or_else(|p| p.into_inner());
             m.entry((account_id.to_owned(), mode))
@@ -122,13 +124,13 @@ impl Catalogs {
                     build_ms = report.build_ms,
                     "catalog index loaded"
                 );
-                Ok::<(), anyhow::Error>(())
+                Ok::<(), CatalogError>(())
             })
             .await?;
         Ok(shard)
     }
 
-    async fn load(&self, shard: &Arc<Shard>) -> anyhow::Result<LoadReport> {
+    async fn load(&self, shard: &Arc<Shard>) -> Result<LoadReport> {
         let t = Instant::now();
         let mut rows = Vec::new();
         let mut since = 0;
@@ -170,13 +172,13 @@ impl Catalogs {
     }
 
     /// Applies every change the store has after the index's watermark.
-    pub async fn sync(&self, account_id: &str, mode: KeyMode) -> anyhow::Result<Arc<Shard>> {
+    pub async fn sync(&self, account_id: &str, mode: KeyMode) -> Result<Arc<Shard>> {
         let shard = self.shard(account_id, mode).await?;
         self.sync_loaded(&shard).await?;
         Ok(shard)
     }
 
-    async fn sync_loaded(&self, shard: &Arc<Shard>) -> anyhow::Result<()> {
+    async fn sync_loaded(&self, shard: &Arc<Shard>) -> Result<()> {
         let _one = shard.sync_lock.lock().await;
         loop {
             let since = shard.read().applied_seq;
@@ -189,7 +191,7 @@ impl Catalogs {
                 break;
             }
             let s = shard.clone();
-            tokio::task::spawn_blocking(move || -> anyhow::Result<()> {
+            tokio::task::spawn_blocking(move || -> Result<()> {
                 let mut rows = rows.into_iter().peekable();
                 while rows.peek().is_some() {
                     let mut idx = s.write();
@@ -208,7 +210,7 @@ impl Catalogs {
     }
 
     /// Loads every catalog that has products (at start, in the background).
-    pub async fn load_all(&self) -> anyhow::Result<usize> {
+    pub async fn load_all(&self) -> Result<usize> {
         let catalogs = self.store.catalogs().await?;
         let n = catalogs.len();
         for (account, mode) in catalogs {
@@ -243,14 +245,14 @@ impl Catalogs {
     }
 
     /// Writes a snapshot when the index moved since the last one.
-    pub async fn save(&self, shard: &Arc<Shard>) -> anyhow::Result<bool> {
+    pub async fn save(&self, shard: &Arc<Shard>) -> Result<bool> {
         let seq = shard.read().applied_seq;
         if *shard.saved_seq.lock().unwrap_or_else(|p| p.into_inner()) == seq {
             return Ok(false);
         }
         let dir = self.shard_dir(&shard.account_id, shard.mode);
         let s = shard.clone();
-        let saved = tokio::task::spawn_blocking(move || -> anyhow::Result<i64> {
+        let saved = tokio::task::spawn_blocking(move || -> Result<i64> {
             let idx = s.read();
             idx.save(&dir)?;
             Ok(idx.applied_seq)
@@ -261,7 +263,7 @@ impl Catalogs {
     }
 
     /// Runs a read-only closure on a catalog's index off the async workers.
-    pub async fn with_index<T, F>(&self, shard: Arc<Shard>, f: F) -> anyhow::Result<T>
+    pub async fn with_index<T, F>(&self, shard: Arc<Shard>, f: F) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&CatalogIndex, &SearchConfig) -> T + Send + 'static,

@@ -4,7 +4,7 @@ use std::time::Duration;
 
 use serde_json::{Map, Value};
 
-/// The metering headers of a response (SPEC §3). Every authenticated answer carries
+/// The metering headers of a response (docs/API.md, "Keys, scopes and tiers"). Every authenticated answer carries
 /// them, errors included; the two monthly ones are absent for the unlimited tier.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct RateLimit {

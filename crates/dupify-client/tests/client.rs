@@ -10,48 +10,26 @@ use dupify_client::{
     EmbedOptions, EmbeddingStatus, Error, Filters, ImageSource, ListProducts, NewProduct,
     Operation, RetryEvent, RetryPolicy, SearchQuery, SearchRequest, SegmentationOptions,
 };
-use dupify_core::{ApiKeySecret, KeyMode, Scopes, Tier};
-use dupify_server::{ServerConfig, SharedState};
-use dupify_store::{NewAccount, NewKey, SqliteStore, Store};
+use dupify_core::{KeyMode, Tier};
+use dupify_server::ServerConfig;
+use dupify_store::{NewAccount, Store};
+use dupify_testkit::TestServer;
 
-struct Server {
-    base: String,
-    store: SqliteStore,
-    state: SharedState,
-    _dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
+async fn start(f: impl FnOnce(&mut ServerConfig)) -> TestServer {
+    TestServer::start_with(|c| {
+        c.shutdown_grace_secs = 2;
+        f(c)
+    })
+    .await
 }
 
-async fn start(f: impl FnOnce(&mut ServerConfig)) -> Server {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let mut cfg = ServerConfig {
-        data_dir: dir.path().to_owned(),
-        bind: "127.0.0.1:0".parse().expect("addr"),
-        segmentation_models: Vec::new(),
-        models_dir: "/nonexistent/dupify-client-test-models".into(),
-        shutdown_grace_secs: 2,
-        ..ServerConfig::default()
-    };
-    f(&mut cfg);
-    let listener = tokio::net::TcpListener::bind(cfg.bind).await.expect("bind");
-    let base = format!("http://{}", listener.local_addr().expect("addr"));
-    let store = SqliteStore::open(dir.path()).expect("store");
-    let state =
-        dupify_server::build_state(cfg, Arc::new(SqliteStore::open(dir.path()).expect("store")));
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(dupify_server::serve(listener, state.clone(), async {
-        let _ = rx.await;
-    }));
-    Server {
-        base,
-        store,
-        state,
-        _dir: dir,
-        _stop: tx,
-    }
+/// What these tests need of a server beyond the shared harness.
+trait SdkServer {
+    async fn key(&self, tier: Tier, rate: Option<u32>, mode: KeyMode) -> String;
+    fn client(&self, key: &str, policy: RetryPolicy) -> (Client, Arc<Mutex<Vec<RetryEvent>>>);
 }
 
-impl Server {
+impl SdkServer for TestServer {
     async fn key(&self, tier: Tier, rate: Option<u32>, mode: KeyMode) -> String {
         let n = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
@@ -67,20 +45,7 @@ impl Server {
             })
             .await
             .expect("account");
-        let secret = ApiKeySecret::generate(mode);
-        self.store
-            .create_key(NewKey {
-                account_id: account.id,
-                name: "sdk".into(),
-                hash: secret.hash(),
-                prefix: secret.display_prefix(),
-                mode,
-                scopes: Scopes::parse_list("").expect("scopes"),
-                expires_at: None,
-            })
-            .await
-            .expect("key");
-        secret.expose().to_owned()
+        self.key_with(&account, "", mode, None).await.0
     }
 
     fn client(&self, key: &str, policy: RetryPolicy) -> (Client, Arc<Mutex<Vec<RetryEvent>>>) {
@@ -356,7 +321,7 @@ async fn overload_is_retried_with_backoff_until_capacity_returns() {
     })
     .await;
     let key = s.key(Tier::Unlimited, None, KeyMode::Live).await;
-    let slot = s.state.cpu_slot().await.expect("the only slot");
+    let slot = s.state.pipeline.cpu.acquire().await.expect("the only slot");
     let release = tokio::spawn(async move {
         tokio::time::sleep(Duration::from_millis(1500)).await;
         drop(slot);
@@ -389,7 +354,7 @@ async fn overload_is_retried_with_backoff_until_capacity_returns() {
     );
 
     // Without the release, retries run out and the typed 503 comes back.
-    let _held = s.state.cpu_slot().await.expect("slot");
+    let _held = s.state.pipeline.cpu.acquire().await.expect("slot");
     let (c, events) = s.client(
         &key,
         RetryPolicy {

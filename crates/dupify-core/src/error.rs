@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 /// Declares the code table once; the match arms below are generated from it.
 macro_rules! error_codes {
     ($($variant:ident => ($code:literal, $status:literal, $message:literal),)*) => {
-        /// A machine-readable error code from the public catalogue (SPEC §2).
+        /// A machine-readable error code from the public catalogue (docs/API.md, "Errors").
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         pub enum ErrorCode { $($variant,)* }
 
@@ -56,7 +56,7 @@ error_codes! {
 }
 
 impl ErrorCode {
-    /// Whether a well-behaved client should retry (SPEC §2 retry guidance).
+    /// Whether a well-behaved client should retry (docs/API.md, "Errors": retry guidance).
     pub const fn is_retryable(self) -> bool {
         matches!(self.status(), 429 | 500 | 503)
     }
@@ -106,7 +106,7 @@ impl ApiError {
         .detail("parameter", parameter)
     }
 
-    /// `invalid_parameter` naming the parameter (always, per SPEC §2).
+    /// `invalid_parameter` naming the parameter (always, per docs/API.md, "Errors").
     pub fn invalid(parameter: &str, message: impl Into<String>) -> Self {
         Self::new(ErrorCode::InvalidParameter, message).detail("parameter", parameter)
     }
@@ -204,11 +204,7 @@ mod tests {
 
     #[test]
     fn stays_small() {
-        assert!(
-            std::mem::size_of::<ApiError>() <= 64,
-            "{}",
-            std::mem::size_of::<ApiError>()
-        );
+        assert!(size_of::<ApiError>() <= 64, "{}", size_of::<ApiError>());
     }
 
     #[test]

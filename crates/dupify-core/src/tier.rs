@@ -1,4 +1,4 @@
-//! Account tiers and their limits (SPEC §3).
+//! Account tiers and their limits (docs/API.md, "Keys, scopes and tiers").
 
 use serde::{Deserialize, Serialize};
 

@@ -7,52 +7,12 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
+use dupify_testkit::{ModelSet, TestServer};
 use fantoccini::{Client, Locator};
 use serde_json::{json, Value};
-
-struct Server {
-    base: String,
-    _dir: tempfile::TempDir,
-    _stop: tokio::sync::oneshot::Sender<()>,
-}
-
-async fn start_server() -> anyhow::Result<Server> {
-    let dir = tempfile::tempdir()?;
-    let models = std::env::var_os("DUPIFY_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models"));
-    let with_models =
-        models.join("libonnxruntime.so").is_file() && models.join("u2netp.onnx").is_file();
-    let cfg = dupify_server::ServerConfig {
-        data_dir: dir.path().to_owned(),
-        bind: "127.0.0.1:0".parse()?,
-        models_dir: models,
-        segmentation_models: if with_models {
-            vec!["u2netp".into()]
-        } else {
-            Vec::new()
-        },
-        shutdown_grace_secs: 2,
-        ..dupify_server::ServerConfig::default()
-    };
-    let listener = tokio::net::TcpListener::bind(cfg.bind).await?;
-    let base = format!("http://{}", listener.local_addr()?);
-    let store = Arc::new(dupify_store::SqliteStore::open(dir.path())?);
-    let state = dupify_server::build_state(cfg, store);
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    tokio::spawn(dupify_server::serve(listener, state, async {
-        let _ = rx.await;
-    }));
-    Ok(Server {
-        base,
-        _dir: dir,
-        _stop: tx,
-    })
-}
 
 /// chromedriver on a free port, killed when dropped.
 struct Driver {
@@ -190,7 +150,10 @@ async fn dashboard_key_lifecycle_in_a_real_browser() -> anyhow::Result<()> {
         eprintln!("DUPIFY_SKIP_BROWSER is set: browser test skipped");
         return Ok(());
     }
-    let server = start_server().await?;
+    let server = TestServer::with_models(ModelSet::Segmentation, |c| {
+        c.shutdown_grace_secs = 2;
+    })
+    .await;
     let driver = start_driver().await?;
     let c = browser(&driver).await?;
     let result = key_lifecycle(&c, &server.base).await;

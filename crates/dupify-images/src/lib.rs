@@ -1,5 +1,5 @@
 //! Image intake: everything between a client's `image_url` / `image_base64` and decoded
-//! pixels, with the safety limits of SPEC §4. Every failure is an `ApiError` with the
+//! pixels, with the safety limits of docs/API.md, "Images in". Every failure is an `ApiError` with the
 //! catalogue's code; functions that know which request field they work on take its
 //! name (`image_url`, `images[3].image_base64`, ...) and put it in `details.parameter`.
 //!
@@ -24,7 +24,7 @@ use sha2::{Digest, Sha256};
 /// Size limits of accepted images (both `image_too_large` when exceeded).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct IntakeLimits {
-    /// Largest encoded image, in bytes (SPEC: 10 MB = 10,485,760).
+    /// Largest encoded image, in bytes (docs/API.md: 10 MB = 10,485,760).
     pub max_image_bytes: usize,
     /// Largest decoded image, in pixels (decompression-bomb guard; default 50 MP).
     pub max_pixels: u64,

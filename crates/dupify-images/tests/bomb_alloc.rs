@@ -2,6 +2,9 @@
 //! counts every heap allocation and checks the peak while bombs are decoded.
 //! (Its own binary, with a single test, so no other test's allocations interfere.)
 
+#![allow(unsafe_code)] // a counting global allocator is the point of this binary
+
+#[path = "intake/support.rs"]
 mod support;
 
 use std::alloc::{GlobalAlloc, Layout, System};

@@ -91,6 +91,30 @@ pub enum EngineError {
     Stopped,
 }
 
+/// How a model failure reaches API clients (docs/API.md, "Errors"): a full queue or a
+/// stopped model is 503 with `Retry-After`; a model that fails on this image is 422
+/// `processing_failed`. The cause is logged here, never sent.
+impl From<EngineError> for dupify_core::ApiError {
+    fn from(e: EngineError) -> Self {
+        use dupify_core::{ApiError, ErrorCode};
+        match e {
+            EngineError::Overloaded => ApiError::unavailable(
+                "The server is busy running models for other images. Retry shortly.",
+                1,
+            ),
+            EngineError::Stopped | EngineError::Runtime(_) | EngineError::Load { .. } => {
+                tracing::error!(error = %e, "model unavailable");
+                ApiError::unavailable("A model this request needs is not available right now.", 30)
+            }
+            EngineError::Input(_) | EngineError::Run(_) => {
+                tracing::warn!(error = %e, "model failed on an image");
+                ApiError::from_code(ErrorCode::ProcessingFailed)
+                    .with_message("The model could not process this image.")
+            }
+        }
+    }
+}
+
 /// One loaded model instance. `run` takes `&mut self`: an instance serves one batch at a
 /// time, and parallelism comes from several instances (see `crate::pool`).
 pub trait Engine: Send + 'static {

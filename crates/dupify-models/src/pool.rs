@@ -258,6 +258,8 @@ impl ModelPool {
             Ok(()) => Ok(rx),
             Err(TrySendError::Full(_)) => {
                 self.stats.queued.fetch_sub(1, Ordering::Relaxed);
+                metrics::counter!("dupify_overload_rejections_total", "stage" => "model")
+                    .increment(1);
                 Err(EngineError::Overloaded)
             }
             Err(TrySendError::Disconnected(_)) => {

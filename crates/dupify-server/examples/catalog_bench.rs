@@ -8,16 +8,15 @@
 //! duplicates over the whole catalog, snapshot size and the restart load time.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dupify_catalog::synth::{self, Rng};
 use dupify_core::{ApiKeySecret, KeyMode, Scopes, Tier};
-use dupify_server::ServerConfig;
 use dupify_store::{
     NewAccount, NewKey, ProductFeatures, ProductImage, ProductInput, ProductVectors, SqliteStore,
     Store,
 };
+use dupify_testkit::TestServer;
 use serde_json::{json, Value};
 
 const MODEL: &str = "synthetic-768";
@@ -36,41 +35,16 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
     v[((v.len() as f64 - 1.0) * p).round() as usize]
 }
 
-struct Server {
-    base: String,
-    stop: tokio::sync::oneshot::Sender<()>,
-    handle: tokio::task::JoinHandle<anyhow::Result<()>>,
-    state: dupify_server::SharedState,
-}
-
-async fn start(dir: &std::path::Path) -> Server {
-    let cfg = ServerConfig {
-        data_dir: dir.to_owned(),
-        bind: "127.0.0.1:0".parse().unwrap(),
-        segmentation_models: Vec::new(),
-        models_dir: "/nonexistent".into(),
-        catalog_workers: 0,
-        log_format: "text".into(),
-        catalog_hnsw_ef: std::env::var("EF")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(ServerConfig::default().catalog_hnsw_ef),
-        ..ServerConfig::default()
-    };
-    let listener = tokio::net::TcpListener::bind(cfg.bind).await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    let store = Arc::new(SqliteStore::open(dir).unwrap());
-    let state = dupify_server::build_state(cfg, store);
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let handle = tokio::spawn(dupify_server::serve(listener, state.clone(), async {
-        let _ = rx.await;
-    }));
-    Server {
-        base,
-        stop: tx,
-        handle,
-        state,
-    }
+/// The real server on the seeded data dir, without extraction workers.
+async fn start(dir: tempfile::TempDir) -> TestServer {
+    TestServer::start_in(dir, |cfg| {
+        cfg.catalog_workers = 0;
+        cfg.log_format = "text".into();
+        if let Some(ef) = std::env::var("EF").ok().and_then(|v| v.parse().ok()) {
+            cfg.catalog_hnsw_ef = ef;
+        }
+    })
+    .await
 }
 
 struct Case {
@@ -168,7 +142,7 @@ async fn main() -> anyhow::Result<()> {
 
     // ---- cold start: the index is built from the store
     let rss0 = rss_mib();
-    let server = start(dir.path()).await;
+    let server = start(dir).await;
     let t = Instant::now();
     server
         .state
@@ -333,8 +307,7 @@ async fn main() -> anyhow::Result<()> {
 
     // ---- snapshot and restart
     let t = Instant::now();
-    let _ = server.stop.send(());
-    server.handle.await??;
+    let dir = server.stop().await;
     println!(
         "shutdown incl. snapshot write: {:.1} s",
         t.elapsed().as_secs_f64()
@@ -345,7 +318,7 @@ async fn main() -> anyhow::Result<()> {
         "snapshot on disk: {:.0} MiB",
         size as f64 / (1024.0 * 1024.0)
     );
-    let server = start(dir.path()).await;
+    let server = start(dir).await;
     let t = Instant::now();
     let r = client
         .post(format!("{}/v1/catalog/search", server.base))
@@ -358,8 +331,7 @@ async fn main() -> anyhow::Result<()> {
         "restart: first search answered {:.1} s after start (index loaded from the snapshot)",
         t.elapsed().as_secs_f64()
     );
-    let _ = server.stop.send(());
-    server.handle.await??;
+    server.stop().await;
     Ok(())
 }
 

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use dupify_images::{decode, fit_within, DecodeTarget, FetchPolicy, Fetcher, IntakeLimits};
-use dupify_server::pipeline::{DECODE_MIN_SIDE, WORKING_SIDE};
+use dupify_pipeline::{DECODE_MIN_SIDE, WORKING_SIDE};
 
 fn photo_jpeg(w: u32, h: u32) -> Vec<u8> {
     // A textured product on a light backdrop with a soft gradient: realistic entropy.

@@ -10,7 +10,7 @@ use axum::Router;
 use crate::auth::require_key;
 use crate::edge::edge;
 use crate::error::AppError;
-use crate::handlers::{catalog, colors, ops, usage, vision};
+use crate::handlers::{catalog, ops, usage, vision};
 use crate::state::SharedState;
 
 async fn not_found() -> AppError {
@@ -39,7 +39,7 @@ pub fn router(state: SharedState) -> Router {
         .route("/metrics", get(ops::metrics))
         .route("/v1/openapi.json", get(ops::openapi))
         .route("/docs", get(ops::docs))
-        .route("/v1/colors", authed(&state, post(colors::colors)))
+        .route("/v1/colors", authed(&state, post(vision::colors)))
         .route("/v1/embed", authed(&state, post(vision::embed)))
         .route("/v1/silhouette", authed(&state, post(vision::silhouette)))
         .route("/v1/attributes", authed(&state, post(vision::attributes)))

@@ -126,7 +126,7 @@ impl Meter {
                 self.limits.monthly_calls,
             )
             .await
-            .map_err(|e| AppError::from(e).0)?
+            .map_err(ApiError::from)?
         {
             Reservation::Granted { used } => {
                 let mut s = self.lock();
@@ -200,7 +200,7 @@ async fn authenticate(state: &SharedState, headers: &HeaderMap) -> Result<Caller
         .store
         .find_key_by_hash(&hash)
         .await
-        .map_err(|e| AppError::from(e).0)?
+        .map_err(ApiError::from)?
         .ok_or_else(|| ApiError::from_code(ErrorCode::InvalidApiKey))?;
     let now = Utc::now();
     if key.revoked_at.is_some() {

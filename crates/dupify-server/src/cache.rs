@@ -1,4 +1,4 @@
-//! The result cache (SPEC §5): results keyed by the image's SHA-256, the operation, its
+//! The result cache (docs/API.md, "Cache"): results keyed by the image's SHA-256, the operation, its
 //! options and the feature version, bounded by bytes and expiring after the TTL.
 //!
 //! Keys also include the account id: a shared cache would let one customer learn, from

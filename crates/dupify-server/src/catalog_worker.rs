@@ -13,124 +13,26 @@ use bytes::Bytes;
 use chrono::Utc;
 use dupify_core::{ApiError, ErrorCode};
 use dupify_store::{JobOutcome, LeasedJob, ProductFeatures, ProductImage, ProductVectors};
-use serde_json::{json, Map, Value};
+use serde_json::Value;
 use tokio::task::JoinHandle;
 
-use crate::handlers::vision::build_op;
-use crate::pipeline::{process_image, ModelChoice};
 use crate::state::SharedState;
 
-/// Everything extracted from one product image.
-pub struct Extracted {
-    pub features: Map<String, Value>,
-    pub vectors: ProductVectors,
-}
-
-/// Runs embedding, silhouette, colors and (for products, not search queries)
-/// attributes on one image, decoding and segmenting it once.
-pub async fn extract_features(
-    state: &SharedState,
-    bytes: Bytes,
-    parameter: &str,
-    with_attributes: bool,
-) -> Result<Extracted, ApiError> {
-    let models = ModelChoice::resolve(state, None, "model")?;
-    let none = Map::new();
-    let mut ops = vec![
-        build_op(state, "embed", &none, &models).await?,
-        build_op(state, "silhouette", &none, &models).await?,
-        build_op(state, "colors", &none, &models).await?,
-    ];
-    if with_attributes {
-        ops.push(build_op(state, "attributes", &none, &models).await?);
-    }
-    let n = ops.len();
-    let mut out = process_image(state, bytes, parameter.to_owned(), ops, &models).await?;
-    if out.len() != n {
-        return Err(ApiError::internal());
-    }
-    let attributes = if with_attributes {
-        out.pop().unwrap_or_default()
-    } else {
-        Map::new()
-    };
-    let colors = out.pop().unwrap_or_default();
-    let silhouette = out.pop().unwrap_or_default();
-    let embed = out.pop().unwrap_or_default();
-    let floats = |v: Option<&Value>| -> Vec<f32> {
-        v.and_then(Value::as_array)
-            .map(|a| {
-                a.iter()
-                    .filter_map(Value::as_f64)
-                    .map(|f| f as f32)
-                    .collect()
-            })
-            .unwrap_or_default()
-    };
-    let palette: Vec<dupify_vision::ColorEntry> = colors
-        .get("colors")
-        .and_then(Value::as_array)
-        .map(|a| {
-            a.iter()
-                .filter_map(|c| {
-                    let rgb = c.get("rgb")?.as_array()?;
-                    let ch = |i: usize| rgb.get(i).and_then(Value::as_u64).unwrap_or(0) as u8;
-                    Some(dupify_vision::ColorEntry {
-                        hex: String::new(),
-                        rgb: [ch(0), ch(1), ch(2)],
-                        name: "",
-                        percentage: c.get("percentage")?.as_f64()?,
-                    })
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    let model = embed
-        .get("model")
-        .and_then(Value::as_str)
-        .unwrap_or(dupify_vision::VISUAL_MODEL)
-        .to_owned();
-    let vectors = ProductVectors {
-        model: model.clone(),
-        embedding: floats(embed.get("embedding")),
-        silhouette: floats(silhouette.get("embedding")),
-        color: dupify_vision::color_signature(&palette),
-    };
-    if vectors.embedding.is_empty() {
-        return Err(ApiError::internal());
-    }
-    let mut features = Map::new();
-    features.insert("model".into(), json!(model));
-    features.insert("dimensions".into(), json!(vectors.embedding.len()));
-    features.insert(
-        "colors".into(),
-        colors.get("colors").cloned().unwrap_or(json!([])),
-    );
-    features.insert(
-        "color_signature_model".into(),
-        json!(dupify_vision::COLOR_SIGNATURE),
-    );
-    features.insert(
-        "attributes".into(),
-        attributes.get("attributes").cloned().unwrap_or(json!({})),
-    );
-    features.insert(
-        "attributes_model".into(),
-        attributes.get("model").cloned().unwrap_or(Value::Null),
-    );
-    features.insert(
-        "silhouette".into(),
-        json!({
-            "aspect_ratio": silhouette.get("aspect_ratio"),
-            "coverage": silhouette.get("coverage"),
-            "dimensions": vectors.silhouette.len(),
-            "model": silhouette.get("model"),
-        }),
-    );
-    if let Some(f) = silhouette.get("foreground") {
-        features.insert("foreground".into(), f.clone());
-    }
-    Ok(Extracted { features, vectors })
+/// What the store keeps of a product's extracted features.
+fn stored_features(x: dupify_pipeline::CatalogFeatures) -> Result<ProductFeatures, ApiError> {
+    let features = serde_json::to_string(&x.summary()).map_err(|e| {
+        tracing::error!(error = %e, "cannot serialise product features");
+        ApiError::internal()
+    })?;
+    Ok(ProductFeatures {
+        features,
+        vectors: ProductVectors {
+            model: x.embed.model,
+            embedding: x.embed.embedding,
+            silhouette: x.silhouette.embedding,
+            color: x.color_signature,
+        },
+    })
 }
 
 /// A download failure worth retrying: the server or the network may recover.
@@ -316,15 +218,14 @@ async fn run_job(state: &SharedState, job: LeasedJob) {
             ProductImage::Bytes(_) => "image_base64",
         };
         match bytes {
-            Ok(b) => extract_features(state, b, parameter, true).await,
+            Ok(b) => dupify_pipeline::extract_features(&state.pipeline, b, parameter, true)
+                .await
+                .and_then(stored_features),
             Err(e) => Err(e),
         }
     };
     let outcome = match outcome {
-        Ok(x) => JobOutcome::Ready(ProductFeatures {
-            features: Value::Object(x.features).to_string(),
-            vectors: x.vectors,
-        }),
+        Ok(features) => JobOutcome::Ready(features),
         Err(e) if is_transient(&e) && job.attempts < max => {
             let base = state.config.catalog_retry_base_secs.max(0.01);
             let delay = if e.code == ErrorCode::ServiceUnavailable {

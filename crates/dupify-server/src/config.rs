@@ -191,4 +191,20 @@ impl ServerConfig {
             self.cpu_workers
         }
     }
+
+    /// The application layer's settings.
+    pub fn pipeline_config(&self) -> dupify_pipeline::ContextConfig {
+        dupify_pipeline::ContextConfig {
+            intake: dupify_images::IntakeLimits {
+                max_image_bytes: self.max_image_bytes,
+                max_pixels: self.max_image_pixels,
+            },
+            cpu_workers: self.effective_cpu_workers(),
+            cpu_queue_limit: self.cpu_queue_limit,
+            cutout_max_side: self.cutout_max_side,
+            taxonomy_file: (!self.taxonomy_file.is_empty())
+                .then(|| PathBuf::from(&self.taxonomy_file)),
+            models_dir: self.models_dir.clone(),
+        }
+    }
 }

@@ -18,18 +18,28 @@ impl From<ApiError> for AppError {
     }
 }
 
-impl From<dupify_store::StoreError> for AppError {
-    fn from(e: dupify_store::StoreError) -> Self {
-        match e {
-            dupify_store::StoreError::NotFound => {
-                AppError(ApiError::from_code(ErrorCode::NotFound))
-            }
-            other => {
-                tracing::error!(error = %other, "store failure");
-                AppError(ApiError::internal())
+/// Failures of the layers below convert by type, through their `ApiError` mapping
+/// (defined next to each error type), so handlers just use `?`.
+macro_rules! via_api_error {
+    ($($t:ty),*) => {$(
+        impl From<$t> for AppError {
+            fn from(e: $t) -> Self {
+                AppError(ApiError::from(e))
             }
         }
-    }
+    )*};
+}
+
+via_api_error!(
+    dupify_store::StoreError,
+    dupify_catalog::CatalogError,
+    dupify_models::EngineError
+);
+
+/// A blocking task that panicked or was cancelled: a bug, logged with its cause.
+pub fn task_failed(e: tokio::task::JoinError) -> ApiError {
+    tracing::error!(error = %e, "a blocking task failed");
+    ApiError::internal()
 }
 
 /// Marker extension: this response is an error still to be rendered with its request id.

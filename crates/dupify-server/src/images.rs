@@ -1,4 +1,4 @@
-//! The image part of a request (SPEC §4): exactly one of `image_url`, `image_base64`
+//! The image part of a request (docs/API.md, "Images in"): exactly one of `image_url`, `image_base64`
 //! or `images`, then the bytes obtained (download or base64) and hashed.
 
 use bytes::Bytes;
@@ -141,7 +141,7 @@ pub async fn load(state: &AppState, item: &SourceItem) -> Result<LoadedImage, Ap
                 let b = bytes.clone();
                 tokio::task::spawn_blocking(move || dupify_images::sha256(&b))
                     .await
-                    .map_err(|_| ApiError::internal())?
+                    .map_err(crate::error::task_failed)?
             } else {
                 dupify_images::sha256(&bytes)
             };
@@ -149,7 +149,7 @@ pub async fn load(state: &AppState, item: &SourceItem) -> Result<LoadedImage, Ap
         }
         ImageSource::Base64(s) => {
             let work = {
-                let limits = state.intake;
+                let limits = state.pipeline.intake;
                 let parameter = item.parameter.clone();
                 move |s: &str| -> Result<LoadedImage, ApiError> {
                     let v = dupify_images::decode_base64(s, &parameter, &limits)?;
@@ -164,7 +164,7 @@ pub async fn load(state: &AppState, item: &SourceItem) -> Result<LoadedImage, Ap
                 let s = s.clone();
                 tokio::task::spawn_blocking(move || work(&s))
                     .await
-                    .map_err(|_| ApiError::internal())?
+                    .map_err(crate::error::task_failed)?
             } else {
                 work(s)
             }

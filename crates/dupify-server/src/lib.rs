@@ -1,5 +1,7 @@
-//! Dupify's HTTP surface: routing, authentication, metering, the result cache, and the
-//! handlers. [`Server`] wires the pieces; the `dupify` binary and the tests start it.
+//! Dupify's HTTP surface: routing, the edge layer, authentication and metering, the
+//! result cache, thin handlers over the application layer (`dupify-pipeline`), the
+//! catalog workers and the web dashboard. [`build_state`] wires the pieces and [`serve`]
+//! runs them; the `dupify` binary and the tests start it.
 
 pub mod app;
 pub mod auth;
@@ -11,12 +13,10 @@ pub mod dashboard;
 pub mod edge;
 pub mod error;
 pub mod handlers;
+pub mod image_request;
 pub mod images;
-pub mod local;
 pub mod openapi;
-pub mod pipeline;
 pub mod ratelimit;
-pub mod semantic;
 pub mod state;
 
 use std::collections::HashMap;
@@ -25,11 +25,10 @@ use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use anyhow::Context;
-use dupify_images::{FetchPolicy, Fetcher, IntakeLimits};
+use dupify_images::{FetchPolicy, Fetcher};
 use dupify_store::Store;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tokio::net::TcpListener;
-use tokio::sync::Semaphore;
 
 pub use config::ServerConfig;
 pub use state::{AppState, SharedState};
@@ -86,10 +85,10 @@ pub fn build_state_with_models(
         max_bytes: config.max_image_bytes,
         ..FetchPolicy::default()
     };
-    let intake = IntakeLimits {
-        max_image_bytes: config.max_image_bytes,
-        max_pixels: config.max_image_pixels,
-    };
+    let pipeline = Arc::new(dupify_pipeline::Context::new(
+        models,
+        config.pipeline_config(),
+    ));
     Arc::new(AppState {
         limiter: Arc::new(ratelimit::LocalRateLimiter::new()),
         cache: cache::build(
@@ -98,9 +97,7 @@ pub fn build_state_with_models(
         ),
         fetcher: Fetcher::new(fetch_policy.clone()),
         fetch_policy,
-        intake,
-        cpu: Arc::new(Semaphore::new(config.effective_cpu_workers())),
-        cpu_waiting: std::sync::atomic::AtomicUsize::new(0),
+        pipeline,
         metrics: metrics_handle(),
         key_touches: Mutex::new(HashMap::new()),
         // Short-lived so usage recorded by another replica shows up within a second.
@@ -108,8 +105,6 @@ pub fn build_state_with_models(
             .max_capacity(100_000)
             .time_to_live(Duration::from_secs(1))
             .build(),
-        models,
-        semantic: tokio::sync::OnceCell::new(),
         catalogs: Arc::new(dupify_catalog::Catalogs::new(
             store.clone(),
             config.data_dir.join("index"),

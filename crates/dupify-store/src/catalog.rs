@@ -795,7 +795,7 @@ pub(crate) fn complete_job(
                 ],
             )
             .map_err(backend)?;
-            // One call per successfully processed upload (SPEC §3), on the uploading key.
+            // One call per successfully processed upload (docs/API.md, "Keys, scopes and tiers"), on the uploading key.
             let day = now.date_naive().to_string();
             tx.execute(
                 "INSERT INTO usage_daily (account_id, key_id, day, mode, calls) VALUES (?1, ?2, ?3, ?4, 1)

@@ -32,6 +32,23 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// A missing row is the API's `not_found` (another account's resource looks the same
+/// as one that does not exist); every other store failure is ours: logged with its
+/// cause, answered as `internal_error`.
+impl From<StoreError> for dupify_core::ApiError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::NotFound => {
+                dupify_core::ApiError::from_code(dupify_core::ErrorCode::NotFound)
+            }
+            other => {
+                tracing::error!(error = %other, "store failure");
+                dupify_core::ApiError::internal()
+            }
+        }
+    }
+}
+
 /// Outcome of an attempt to reserve monthly quota.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Reservation {

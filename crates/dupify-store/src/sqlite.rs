@@ -56,7 +56,7 @@ CREATE TABLE usage_daily (
 );
 "#,
     crate::catalog::MIGRATION,
-    crate::dashboard::MIGRATION,
+    dashboard::MIGRATION,
 ];
 
 const POOL_SIZE: usize = 4;

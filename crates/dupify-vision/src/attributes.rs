@@ -1,4 +1,4 @@
-//! Pixel-derived attributes for `/v1/attributes` (SPEC §6): `color_family`, `tone`,
+//! Pixel-derived attributes for `/v1/attributes` (docs/API.md): `color_family`, `tone`,
 //! `pattern`, `orientation` and `has_transparency`, each with a confidence in [0, 1]
 //! and `source: "pixels"`. They need no model and are always available.
 //!

@@ -569,11 +569,16 @@ const SIG_SIGMA: f32 = 15.0;
 /// so the dot product of two signatures rises smoothly as palettes get closer in
 /// perceptual color (unlike comparing color names or hex values).
 pub fn color_signature(colors: &[ColorEntry]) -> Vec<f32> {
+    color_signature_of(colors.iter().map(|c| (c.rgb, c.percentage)))
+}
+
+/// [`color_signature`] of `(sRGB, share)` pairs, for palettes held in another type.
+pub fn color_signature_of(colors: impl IntoIterator<Item = ([u8; 3], f64)>) -> Vec<f32> {
     let mut sig = vec![0f32; SIG_L.len() * SIG_AB.len() * SIG_AB.len()];
     let two_s2 = 2.0 * SIG_SIGMA * SIG_SIGMA;
-    for c in colors {
-        let lab = crate::lab::srgb_to_lab(c.rgb);
-        let share = c.percentage as f32;
+    for (rgb, share) in colors {
+        let lab = srgb_to_lab(rgb);
+        let share = share as f32;
         let mut n = 0;
         for l in SIG_L {
             for a in SIG_AB {

@@ -19,7 +19,9 @@ pub mod silhouette;
 
 pub use attributes::{pixel_attributes, Attribute};
 pub use clip_preprocess::ClipPreprocess;
-pub use colors::{color_signature, dominant_colors, ColorEntry, COLOR_SIGNATURE};
+pub use colors::{
+    color_signature, color_signature_of, dominant_colors, ColorEntry, COLOR_SIGNATURE,
+};
 pub use embedding::{visual_embedding, VISUAL_DIMS, VISUAL_MODEL};
 pub use foreground::{border_estimate, ForegroundEstimate, ForegroundMethod};
 pub use palette::{color_family, nearest_name};

@@ -1,4 +1,4 @@
-//! Image quality scores for the `quality` block of `/v1/embed` (SPEC §6): sharpness,
+//! Image quality scores for the `quality` block of `/v1/embed` (docs/API.md): sharpness,
 //! brightness (exposure) and composition, each in [0, 1] and rounded to 3 decimals,
 //! plus an overall score. Deterministic; the formulas are on each function and in
 //! FEATURES.md.

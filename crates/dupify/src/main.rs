@@ -1,4 +1,4 @@
-//! `dupify`: the server and its management commands (SPEC §8).
+//! `dupify`: the server and its management commands (docs/API.md, "Command line").
 
 mod config;
 mod import;
@@ -12,6 +12,7 @@ use anyhow::{bail, Context};
 use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
 use dupify_core::{ApiKeySecret, KeyMode, Scopes, Tier};
+use dupify_pipeline::Operation;
 use dupify_store::{AccountUpdate, KeyRecord, NewAccount, SqliteStore, Store};
 
 /// Visual feature extraction and product similarity for retail catalogs.
@@ -268,53 +269,55 @@ fn main() -> anyhow::Result<()> {
         Command::Accounts(cmd) => rt.block_on(accounts(open_store(&cfg)?, cmd)),
         Command::Keys(cmd) => rt.block_on(keys(open_store(&cfg)?, cmd)),
         Command::Colors(args) => {
-            let mut o = serde_json::Map::new();
-            o.insert("max_colors".into(), args.max_colors.into());
-            o.insert("foreground_only".into(), (!args.all_pixels).into());
-            o.insert("include_quality".into(), args.quality.into());
-            rt.block_on(run_local(cfg, "colors", &args.image, None, o, None))
+            let max_colors = dupify_pipeline::MaxColors::new(args.max_colors.into())
+                .context("--max-colors must be between 1 and 12")?;
+            let op = Operation::Colors(dupify_pipeline::ColorsOptions {
+                max_colors,
+                foreground_only: !args.all_pixels,
+                include_quality: args.quality,
+            });
+            rt.block_on(run_local(cfg, op, &args.image, None, None))
         }
         Command::Embed(args) => {
-            let mut o = serde_json::Map::new();
-            o.insert("include_quality".into(), args.quality.into());
+            let op = Operation::Embed {
+                include_quality: args.quality,
+            };
             rt.block_on(run_local(
                 cfg,
-                "embed",
+                op,
                 &args.local.image,
                 args.local.model,
-                o,
                 None,
             ))
         }
         Command::Silhouette(args) => rt.block_on(run_local(
             cfg,
-            "silhouette",
+            Operation::Silhouette,
             &args.image,
             args.model,
-            Default::default(),
             None,
         )),
         Command::Attributes(args) => rt.block_on(run_local(
             cfg,
-            "attributes",
+            Operation::Attributes,
             &args.image,
             args.model,
-            Default::default(),
             None,
         )),
         Command::RemoveBg(args) => {
-            let mut o = serde_json::Map::new();
-            o.insert(
-                "output".into(),
-                if args.mask { "mask" } else { "png" }.into(),
-            );
-            o.insert("crop".into(), args.crop.into());
+            let op = Operation::BackgroundRemove(dupify_pipeline::CutoutOptions {
+                output: if args.mask {
+                    dupify_api::CutoutFormat::Mask
+                } else {
+                    dupify_api::CutoutFormat::Png
+                },
+                crop: args.crop,
+            });
             rt.block_on(run_local(
                 cfg,
-                "background_remove",
+                op,
                 &args.local.image,
                 args.local.model,
-                o,
                 args.out,
             ))
         }
@@ -639,48 +642,58 @@ async fn keys(store: SqliteStore, cmd: KeysCmd) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs one pipeline operation on a local file and prints the API's JSON.
+/// Runs one operation on a local file through the application layer (no database, no
+/// server) and prints the JSON the API would answer.
 async fn run_local(
     mut cfg: dupify_server::ServerConfig,
-    op: &str,
+    op: Operation,
     image: &std::path::Path,
     model: Option<String>,
-    mut options: serde_json::Map<String, serde_json::Value>,
     out: Option<PathBuf>,
 ) -> anyhow::Result<()> {
     let bytes = std::fs::read(image).with_context(|| format!("reading {}", image.display()))?;
     // One image: one instance (with every core) of only the model this command uses.
     cfg.model_instances = 1;
-    if let Some(m) = &model {
-        options.insert("model".into(), m.clone().into());
-        cfg.segmentation_models = vec![m.clone()];
-    } else {
-        cfg.segmentation_models.truncate(1);
+    match &model {
+        Some(m) => cfg.segmentation_models = vec![m.clone()],
+        None => cfg.segmentation_models.truncate(1),
     }
-    let scratch = tempfile::tempdir().context("creating a scratch directory")?;
-    let store = SqliteStore::open(scratch.path())?;
-    let state = dupify_server::build_state(cfg, Arc::new(store));
-    match dupify_server::local::run(&state, op, bytes, options).await {
-        Ok(mut map) => {
-            if let Some(path) = out {
-                use base64::Engine as _;
-                let b64 = map
-                    .remove("image_base64")
-                    .and_then(|v| v.as_str().map(str::to_owned))
-                    .unwrap_or_default();
-                let png = base64::engine::general_purpose::STANDARD.decode(b64)?;
-                std::fs::write(&path, png)
-                    .with_context(|| format!("writing {}", path.display()))?;
-                map.insert("written_to".into(), path.display().to_string().into());
-            }
-            println!("{}", serde_json::to_string_pretty(&map)?);
-            Ok(())
-        }
+    let started = std::time::Instant::now();
+    let models = dupify_models::Models::load(&cfg.models_config(), Arc::new(|_, _, _| {}));
+    let ctx = dupify_pipeline::Context::new(Arc::new(models), cfg.pipeline_config());
+    let result = async {
+        let choice = dupify_pipeline::ModelChoice::resolve(&ctx.models, model.as_deref(), "model")?;
+        let task = ctx.plan(op, &choice).await?;
+        let bytes = bytes::Bytes::from(bytes);
+        let mut outputs =
+            dupify_pipeline::process_image(&ctx, bytes, "image", vec![task], &choice).await?;
+        outputs.pop().ok_or_else(dupify_core::ApiError::internal)
+    }
+    .await;
+    let output = match result {
+        Ok(o) => o,
         Err(e) => {
             println!("{}", serde_json::to_string_pretty(&e.to_body(None))?);
             std::process::exit(1);
         }
+    };
+    let mut map = match serde_json::to_value(&output)? {
+        serde_json::Value::Object(m) => m,
+        other => anyhow::bail!("unexpected result shape: {other}"),
+    };
+    map.insert("cached".into(), false.into());
+    map.insert(
+        "processing_time_ms".into(),
+        (started.elapsed().as_millis() as u64).into(),
+    );
+    if let (Some(path), dupify_pipeline::Output::Cutout(c)) = (out, &output) {
+        std::fs::write(&path, &c.image_base64.0)
+            .with_context(|| format!("writing {}", path.display()))?;
+        map.remove("image_base64");
+        map.insert("written_to".into(), path.display().to_string().into());
     }
+    println!("{}", serde_json::to_string_pretty(&map)?);
+    Ok(())
 }
 
 async fn models_cmd(cfg: &dupify_server::ServerConfig, cmd: ModelsCmd) -> anyhow::Result<()> {

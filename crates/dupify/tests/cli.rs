@@ -1,11 +1,12 @@
 //! The `dupify` binary as an operator uses it, including management commands acting on
 //! a running server's data dir.
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
+use dupify_testkit::binary::is_key;
+use dupify_testkit::BinaryServer;
 use serde_json::{json, Value};
 
 fn dupify(data: &Path, args: &[&str]) -> (bool, String, String) {
@@ -27,51 +28,8 @@ fn last_line(s: &str) -> String {
     s.lines().last().unwrap_or_default().trim().to_owned()
 }
 
-fn is_key(s: &str, prefix: &str) -> bool {
-    s.len() == 40 && s.starts_with(prefix) && s[8..].bytes().all(|b| b.is_ascii_alphanumeric())
-}
-
-struct Server {
-    child: Child,
-    base: String,
-    key: String,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(data: &Path) -> Server {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dupify"))
-        .arg("--data-dir")
-        .arg(data)
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .env("DUPIFY_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let (mut base, mut key) = (String::new(), String::new());
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("Dupify is serving on ") {
-            base = rest.split_whitespace().next().unwrap().to_owned();
-        }
-        if is_key(line.trim(), "fe_live_") {
-            key = line.trim().to_owned();
-        }
-        if line.trim_start().starts_with("curl ") || line.starts_with("Create a key") {
-            break;
-        }
-    }
-    // Keep draining stdout so the server never blocks on a full pipe.
-    std::thread::spawn(move || for _ in lines {});
-    assert!(!base.is_empty(), "no address printed");
-    Server { child, base, key }
+fn serve(data: &Path) -> BinaryServer {
+    BinaryServer::spawn(Path::new(env!("CARGO_BIN_EXE_dupify")), data)
 }
 
 #[test]
@@ -781,30 +739,7 @@ fn kill_9_mid_processing_loses_and_duplicates_nothing() {
         pending > 0,
         "the kill came after all the work: nothing to recover"
     );
-    let mut child = Command::new(env!("CARGO_BIN_EXE_dupify"))
-        .arg("--data-dir")
-        .arg(dir.path())
-        .args(["serve", "--bind", "127.0.0.1:0"])
-        .env("DUPIFY_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let mut base = String::new();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("Dupify is serving on ") {
-            base = rest.split_whitespace().next().unwrap().to_owned();
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    let restarted = Server {
-        child,
-        base,
-        key: key.clone(),
-    };
+    let restarted = serve(dir.path());
     let t = std::time::Instant::now();
     let all = loop {
         let all = list_all(&restarted.base, &key);

@@ -16,21 +16,19 @@ use base64::Engine as _;
 use bytes::Bytes;
 use chrono::Utc;
 use dupify_core::{BillingPeriod, KeyMode};
+use dupify_pipeline::{process_image, ModelChoice, Operation, OperationKind, Output};
 use dupify_store::{Reservation, Settlement};
 use maud::{html, Markup};
-use serde_json::{Map, Value};
 
 use super::page::{csrf_field, html_response, layout, DashError, DashResult, Nav};
 use super::session::{require, Session};
-use crate::handlers::vision::build_op;
-use crate::pipeline::{process_image, ModelChoice};
 use crate::state::SharedState;
 
 /// The key id playground calls are recorded under.
 pub const PLAYGROUND_KEY_ID: &str = "dashboard";
 
 fn segmentation_problem(state: &SharedState) -> Option<String> {
-    state.models.segmenter(None).err().map(|e| e.to_string())
+    state.models().segmenter(None).err().map(|e| e.to_string())
 }
 
 fn form(s: &Session, state: &SharedState) -> Markup {
@@ -79,11 +77,8 @@ fn data_url(bytes: &[u8]) -> String {
 }
 
 /// The cutout's alpha channel as a black-on-white silhouette PNG.
-fn silhouette_png(cutout_b64: &str) -> Option<String> {
-    let png = base64::engine::general_purpose::STANDARD
-        .decode(cutout_b64)
-        .ok()?;
-    let img = image::load_from_memory(&png).ok()?.to_rgba8();
+fn silhouette_png(png: &[u8]) -> Option<String> {
+    let img = image::load_from_memory(png).ok()?.to_rgba8();
     let (w, h) = img.dimensions();
     let gray =
         image::GrayImage::from_fn(w, h, |x, y| image::Luma([255 - img.get_pixel(x, y).0[3]]));
@@ -93,38 +88,26 @@ fn silhouette_png(cutout_b64: &str) -> Option<String> {
     Some(data_url(&out))
 }
 
-fn value_text(v: &Value) -> String {
-    match v {
-        Value::String(s) => s.clone(),
-        Value::Null => "—".into(),
-        other => other.to_string(),
+fn results(upload: &[u8], out: &[Output], problem: Option<&str>) -> Markup {
+    let (mut colors, mut attributes, mut sil, mut cutout) = (&[][..], None, None, None);
+    for o in out {
+        match o {
+            Output::Colors(c) => colors = &c.colors,
+            Output::Attributes(a) => attributes = Some(&a.attributes),
+            Output::Silhouette(s) => sil = Some(s),
+            Output::Cutout(c) => cutout = Some(c.image_base64.0.as_slice()),
+            Output::Embed(_) | Output::Quality(_) => {}
+        }
     }
-}
-
-fn results(upload: &[u8], out: &[(String, Map<String, Value>)], problem: Option<&str>) -> Markup {
-    let get = |name: &str| out.iter().find(|(n, _)| n == name).map(|(_, m)| m);
-    let colors = get("colors")
-        .and_then(|m| m.get("colors"))
-        .and_then(Value::as_array)
-        .cloned()
+    let attributes = attributes
+        .map(|a| a.iter().collect::<Vec<_>>())
         .unwrap_or_default();
-    let attributes = get("attributes")
-        .and_then(|m| m.get("attributes"))
-        .and_then(Value::as_object)
-        .cloned()
-        .unwrap_or_default();
-    let sil = get("silhouette");
-    let cutout = get("background_remove")
-        .and_then(|m| m.get("image_base64"))
-        .and_then(Value::as_str);
     html! {
         section aria-labelledby="colors-heading" id="colors" data-testid="colors" {
             h2 id="colors-heading" { "Colors" }
             ul.swatches {
-                @for c in &colors {
-                    @let hex = c.get("hex").and_then(Value::as_str).unwrap_or("#000000");
-                    @let name = c.get("name").and_then(Value::as_str).unwrap_or("");
-                    @let pct = c.get("percentage").and_then(Value::as_f64).unwrap_or(0.0);
+                @for c in colors {
+                    @let (hex, name, pct) = (&c.hex, &c.name, c.percentage);
                     li data-testid="swatch" data-hex=(hex) {
                         span.swatch style=(format!("background:{hex}")) aria-hidden="true" {}
                         span { code { (hex) } " " (name) " — " (format!("{:.1}", pct * 100.0)) " %" }
@@ -147,15 +130,14 @@ fn results(upload: &[u8], out: &[(String, Map<String, Value>)], problem: Option<
                     figcaption {
                         "Silhouette"
                         @if let Some(m) = sil {
-                            br; "aspect ratio " (m.get("aspect_ratio").map(value_text).unwrap_or_default())
-                            ", coverage " (m.get("coverage").map(value_text).unwrap_or_default())
-                            br; small { (m.get("model").map(value_text).unwrap_or_default()) }
+                            br; "aspect ratio " (m.aspect_ratio) ", coverage " (m.coverage)
+                            br; small { (m.model) }
                         }
                     }
                 }
                 figure.card data-testid="cutout" {
                     @match cutout {
-                        Some(b64) => img.thumb.checker src=(format!("data:image/png;base64,{b64}")) alt="The photo with its background removed" data-testid="cutout-image";
+                        Some(png) => img.thumb.checker src=(data_url(png)) alt="The photo with its background removed" data-testid="cutout-image";
                         None => div.thumb.noimg id="no-cutout" data-testid="no-cutout" {
                             "No cutout: " (problem.unwrap_or("no segmentation model is loaded"))
                         }
@@ -173,15 +155,7 @@ fn results(upload: &[u8], out: &[(String, Map<String, Value>)], problem: Option<
                     @for (name, v) in &attributes {
                         div data-testid="attribute" {
                             dt { (name) }
-                            dd {
-                                @match v.get("value") {
-                                    Some(val) => {
-                                        (value_text(val))
-                                        @if let Some(c) = v.get("confidence") { small { " (" (value_text(c)) ")" } }
-                                    }
-                                    None => (value_text(v)),
-                                }
-                            }
+                            dd { (v.value) small { " (" (v.confidence) ")" } }
                         }
                     }
                 }
@@ -249,7 +223,7 @@ pub async fn analyse(
         ));
     }
 
-    let models = ModelChoice::resolve(&state, None, "model").map_err(|e| {
+    let models = ModelChoice::resolve(state.models(), None, "model").map_err(|e| {
         refusal(
             StatusCode::SERVICE_UNAVAILABLE,
             "Models unavailable",
@@ -257,14 +231,21 @@ pub async fn analyse(
         )
     })?;
     let problem = segmentation_problem(&state);
-    let mut names = vec!["colors", "attributes", "silhouette"];
+    let mut kinds = vec![
+        OperationKind::Colors,
+        OperationKind::Attributes,
+        OperationKind::Silhouette,
+    ];
     if models.segmenter.is_some() {
-        names.push("background_remove");
+        kinds.push(OperationKind::BackgroundRemove);
     }
     let mut ops = Vec::new();
-    let empty = Map::new();
-    for n in &names {
-        ops.push(build_op(&state, n, &empty, &models).await.map_err(|e| {
+    for k in kinds {
+        let planned = state
+            .pipeline
+            .plan(Operation::default_for(k), &models)
+            .await;
+        ops.push(planned.map_err(|e| {
             refusal(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Operation unavailable",
@@ -307,7 +288,7 @@ pub async fn analyse(
             ),
         ));
     }
-    let ran = process_image(&state, upload.clone(), "image".into(), ops, &models).await;
+    let ran = process_image(&state.pipeline, upload.clone(), "image", ops, &models).await;
     let used = if ran.is_ok() { n } else { 0 };
     if let Err(e) = state
         .store
@@ -331,10 +312,8 @@ pub async fn analyse(
             e.message.clone(),
         )
     })?;
-    let named: Vec<(String, Map<String, Value>)> =
-        names.iter().map(|n| (*n).to_owned()).zip(out).collect();
     let body = html! {
-        (results(&upload, &named, problem.as_deref()))
+        (results(&upload, &out, problem.as_deref()))
         (form(&s, &state))
     };
     Ok(html_response(

@@ -1,4 +1,4 @@
-//! The catalog (SPEC §6 "Catalog"): products, search, duplicates.
+//! The catalog (docs/API.md, "Catalog"): products, search, duplicates.
 //!
 //! A product belongs to one account and one key mode (live or test). Every query is
 //! scoped by both, so another account's id is simply not found.
@@ -22,7 +22,6 @@ use serde_json::{json, Map, Value};
 
 use crate::auth::Caller;
 use crate::body::{field, int_field, JsonBody};
-use crate::catalog_worker::extract_features;
 use crate::error::{AppError, AppResult};
 use crate::images::{load, ImageSource, SourceItem};
 use crate::state::SharedState;
@@ -742,7 +741,7 @@ fn parse_weights(body: &Map<String, Value>) -> Result<Weights, ApiError> {
 /// The embedding model new products are processed with (and image/text queries use).
 pub fn current_model(state: &SharedState) -> String {
     state
-        .models
+        .models()
         .clip()
         .map(|c| c.name().to_owned())
         .unwrap_or_else(|| dupify_vision::VISUAL_MODEL.to_owned())
@@ -796,7 +795,7 @@ async fn exclusions(
             .store
             .get_product(&caller.account.id, caller.mode(), id, false)
             .await
-            .map_err(|e| AppError::from(e).0)?
+            .map_err(ApiError::from)?
         {
             out.insert(p.pk);
         }
@@ -829,18 +828,10 @@ pub async fn search_index(
     let result = state
         .catalogs
         .with_index(shard, move |idx, cfg| {
-            idx.space(&m).map(|s| {
-                let dims = query.visual.as_ref().map_or(s.dims, Vec::len);
-                if dims != s.dims {
-                    Err(Err(s.dims))
-                } else {
-                    s.search(&query, cfg).map_err(Ok)
-                }
-            })
+            idx.space(&m).map(|s| s.search(&query, cfg))
         })
-        .await
-        .map_err(|_| ApiError::internal())?;
-    let (hits, plan, candidates) = match result {
+        .await?;
+    let (hits, plan, candidates) = match result.transpose()? {
         None if explicit_model => {
             return Err(ApiError::invalid(
                 "model",
@@ -848,23 +839,13 @@ pub async fn search_index(
             ))
         }
         None => (Vec::new(), Plan::Exact, 0),
-        Some(Ok(r)) => (r.hits, r.plan, r.candidates),
-        Some(Err(Err(dims))) => {
-            return Err(ApiError::invalid(
-                "model",
-                format!("the {model} space holds {dims}-dimension vectors; the query's are of another model"),
-            ))
-        }
-        Some(Err(Ok(e))) => {
-            tracing::error!(error = %e, "catalog search failed");
-            return Err(ApiError::internal());
-        }
+        Some(r) => (r.hits, r.plan, r.candidates),
     };
     let products = state
         .store
         .products_by_pk(account_id, mode, hits.iter().map(|h| h.pk).collect())
         .await
-        .map_err(|e| AppError::from(e).0)?;
+        .map_err(ApiError::from)?;
     let mut by_pk: std::collections::HashMap<i64, ProductRecord> =
         products.into_iter().map(|p| (p.pk, p)).collect();
     let hits = hits
@@ -923,7 +904,7 @@ pub async fn search(
     let min_score = unit_number(&body, "min_score", "min_score", 0.0)? as f32;
     let weights = parse_weights(&body)?;
     let mut filter = parse_filters(&body)?;
-    let model_opt = crate::body::field(&body, "model")
+    let model_opt = field(&body, "model")
         .map(|v| {
             v.as_str()
                 .map(str::to_owned)
@@ -973,18 +954,10 @@ pub async fn search(
             v.model
         }
         "text" => {
-            let text = match field(&body, "text") {
-                Some(Value::String(s)) if !s.trim().is_empty() && s.chars().count() <= 1000 => {
-                    s.clone()
-                }
-                _ => {
-                    return Err(ApiError::invalid(
-                        "text",
-                        "text must be a non-empty string of at most 1000 characters",
-                    )
-                    .into())
-                }
-            };
+            let text = crate::handlers::vision::text_item(
+                field(&body, "text").unwrap_or(&Value::Null),
+                "text",
+            )?;
             if weights.silhouette > 0.0 || weights.color > 0.0 {
                 return Err(ApiError::invalid(
                     "weights",
@@ -992,7 +965,7 @@ pub async fn search(
                 )
                 .into());
             }
-            let clip = match state.models.clip() {
+            let clip = match state.models().clip() {
                 Some(c) if c.has_text() => c.clone(),
                 _ => {
                     return Err(ApiError::invalid(
@@ -1002,10 +975,7 @@ pub async fn search(
                     .into())
                 }
             };
-            let v = clip
-                .embed_texts(&[text])
-                .await
-                .map_err(crate::pipeline::model_error)?;
+            let v = clip.embed_texts(&[text]).await.map_err(ApiError::from)?;
             query.visual = v.into_iter().next();
             clip.name().to_owned()
         }
@@ -1016,11 +986,17 @@ pub async fn search(
                 return Err(ApiError::invalid(&parameter, "one image per search").into());
             };
             let loaded = load(&state, &item).await?;
-            let x = extract_features(&state, loaded.bytes, &item.parameter, false).await?;
-            query.visual = Some(x.vectors.embedding);
-            query.silhouette = Some(x.vectors.silhouette);
-            query.color = Some(x.vectors.color);
-            x.vectors.model
+            let x = dupify_pipeline::extract_features(
+                &state.pipeline,
+                loaded.bytes,
+                &item.parameter,
+                false,
+            )
+            .await?;
+            query.visual = Some(x.embed.embedding);
+            query.silhouette = Some(x.silhouette.embedding);
+            query.color = Some(x.color_signature);
+            x.embed.model
         }
     };
     let explicit_model = model_opt.is_some();
@@ -1118,8 +1094,7 @@ pub async fn duplicates(
                 .map(|s| s.duplicates(threshold, &filter, 10, threads, cfg))
                 .unwrap_or_default()
         })
-        .await
-        .map_err(|_| ApiError::internal())?;
+        .await?;
     caller.meter.consumed(1);
     let total = groups.len();
     Ok(Json(json!({

@@ -1,7 +1,6 @@
 //! Route handlers, one module per resource.
 
 pub mod catalog;
-pub mod colors;
 pub mod ops;
 pub mod usage;
 pub mod vision;

@@ -23,7 +23,7 @@ pub async fn ready(State(state): State<SharedState>) -> Response {
             "unavailable".to_owned()
         }
     };
-    let models = state.models.status();
+    let models = state.models().status();
     for m in models.iter().filter(|m| !m.ready) {
         missing.push(m.name.as_str());
     }
@@ -47,8 +47,8 @@ pub async fn ready(State(state): State<SharedState>) -> Response {
 
 pub async fn metrics(State(state): State<SharedState>) -> Response {
     metrics::gauge!("dupify_cache_entries").set(state.cache.entry_count() as f64);
-    metrics::gauge!("dupify_cpu_workers_idle").set(state.cpu.available_permits() as f64);
-    for (model, depth) in state.models.queue_depths() {
+    metrics::gauge!("dupify_cpu_workers_idle").set(state.pipeline.cpu.available() as f64);
+    for (model, depth) in state.models().queue_depths() {
         metrics::gauge!("dupify_model_queue_depth", "model" => model).set(depth as f64);
     }
     (

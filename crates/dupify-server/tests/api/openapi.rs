@@ -2,9 +2,7 @@
 //! documented route is routed, the error codes are the table's, and every documented
 //! option of the image endpoints is validated under its documented name.
 
-mod common;
-
-use common::*;
+use dupify_testkit::*;
 use serde_json::{json, Value};
 
 async fn document(s: &TestServer) -> Value {

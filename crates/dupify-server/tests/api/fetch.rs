@@ -1,14 +1,12 @@
 //! Image URLs over HTTP: the SSRF policy with the flag off, real downloads with it on,
 //! and graceful shutdown draining an in-flight download.
 
-mod common;
-
 use std::time::Duration;
 
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Redirect};
 use axum::routing::get;
-use common::*;
+use dupify_testkit::*;
 use serde_json::{json, Value};
 
 /// A local "image host": serves a PNG, redirects, 404s, and a slow PNG.

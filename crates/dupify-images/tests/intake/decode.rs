@@ -1,16 +1,14 @@
 //! Decoding real encoded images: every format, colour models, EXIF orientation,
 //! reduced-scale JPEG, decompression bombs, truncated, mutated and random data.
 
-mod support;
-
 use std::time::Instant;
 
+use crate::support::*;
 use dupify_core::ErrorCode;
 use dupify_images::{
     decode, fit_within, sniff, DecodeTarget, DecodedImage, ImageFormat, IntakeLimits,
 };
 use image::{DynamicImage, GrayImage, Luma, Rgba, RgbaImage};
-use support::*;
 
 const ALL_FORMATS: [(image::ImageFormat, ImageFormat); 4] = [
     (image::ImageFormat::Jpeg, ImageFormat::Jpeg),

@@ -1,8 +1,6 @@
 //! `/v1/colors` on generated images with known colors, single and batch.
 
-mod common;
-
-use common::*;
+use dupify_testkit::*;
 use serde_json::{json, Value};
 
 fn hex_rgb(h: &str) -> [u8; 3] {

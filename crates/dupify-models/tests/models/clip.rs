@@ -2,11 +2,9 @@
 //! the numbers scripts/fixtures/make_tiny_clip.py computed independently with Python's
 //! onnxruntime, Pillow, numpy and tokenizers (reference.json).
 
-mod common;
-
 use std::sync::Arc;
 
-use common::*;
+use crate::common::*;
 use dupify_models::clip::Clip;
 use dupify_models::PoolOptions;
 use image::{Rgba, RgbaImage};

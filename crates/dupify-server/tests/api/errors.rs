@@ -1,13 +1,11 @@
 //! Every error code this server can produce today, over HTTP, with exact status, code,
 //! parameter and headers.
 
-mod common;
-
 use axum::routing::get;
 use chrono::{Duration, Utc};
-use common::*;
 use dupify_core::{KeyMode, Tier};
 use dupify_store::Store;
+use dupify_testkit::*;
 use serde_json::json;
 
 #[tokio::test]

@@ -1,13 +1,11 @@
 //! Rate limits, monthly quota, cache accounting — exact under concurrency and durable
 //! across a restart.
 
-mod common;
-
 use std::time::{Duration, Instant};
 
-use common::*;
 use dupify_core::{KeyMode, Tier};
 use dupify_store::Store;
+use dupify_testkit::*;
 use serde_json::{json, Value};
 
 fn header_u64(res: &reqwest::Response, name: &str) -> Option<u64> {

@@ -3,11 +3,9 @@
 //! background-remove and batch; single, batch with a failing item, cache hits, scope
 //! denial, bad options, metering, model choice and overload.
 
-mod common;
-
 use base64::Engine as _;
-use common::*;
 use dupify_core::{KeyMode, Tier};
+use dupify_testkit::*;
 use image::{Rgb, RgbImage, Rgba, RgbaImage};
 use serde_json::{json, Value};
 

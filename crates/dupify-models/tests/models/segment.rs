@@ -2,9 +2,7 @@
 //! known: the pinned weights load, the preprocessing matches the model, and the mask
 //! finds the product.
 
-mod common;
-
-use common::*;
+use crate::common::*;
 use dupify_models::{PoolOptions, Segmenter, SEG_SIDE};
 use image::{GrayImage, Rgba, RgbaImage};
 

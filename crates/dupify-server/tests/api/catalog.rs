@@ -1,8 +1,6 @@
 //! The catalog over HTTP: upserts, background extraction, listing, filters, search,
 //! dupes, duplicates, isolation, deletion, restarts and usage.
 
-mod common;
-
 use std::collections::HashSet;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -11,9 +9,9 @@ use std::time::{Duration, Instant};
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
-use common::*;
 use dupify_core::{KeyMode, Tier};
 use dupify_store::{ProductFeatures, ProductImage, ProductInput, ProductVectors, Store};
+use dupify_testkit::*;
 use serde_json::{json, Value};
 
 async fn get_json(s: &TestServer, key: &str, path: &str) -> (u16, Value) {

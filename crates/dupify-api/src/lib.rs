@@ -1,0 +1,23 @@
+//! Dupify's wire contract: the types that cross the network, shared by the server (which
+//! serialises them), the SDK (which deserialises them) and the API documentation.
+//!
+//! This crate depends on nothing of the server, so a client can use it on its own.
+//! Field names and shapes are those documented in `docs/API.md`.
+
+pub mod catalog;
+pub mod limits;
+pub mod results;
+
+pub use catalog::{FeatureSummary, SilhouetteSummary};
+
+pub use results::{
+    Attribute, AttributeSource, AttributesResult, Base64Bytes, Color, ColorsResult, CropBox,
+    CutoutFormat, CutoutResult, EmbedResult, Foreground, ForegroundMethod, QualityScores,
+    SilhouetteResult,
+};
+
+/// Rounds to 4 decimals: the precision every ratio and score is documented with.
+/// Embedding components are never rounded.
+pub fn round4(v: f32) -> f32 {
+    ((f64::from(v) * 10_000.0).round() / 10_000.0) as f32
+}

@@ -1,0 +1,6 @@
+//! The model runtime with real ONNX Runtime: segmentation and the CLIP loader (one
+//! test binary).
+
+mod clip;
+mod common;
+mod segment;
