@@ -1,8 +1,9 @@
-//! Storage for Dupify: the [`Store`] trait every handler talks to, and its embedded
-//! SQLite implementation ([`SqliteStore`]). A Postgres implementation can be added
-//! behind the same trait without touching the HTTP layer.
+//! Storage for Dupify: the [`Store`] trait every layer talks to, its embedded SQLite
+//! implementation ([`SqliteStore`]), and the [`conformance`] checks any implementation
+//! (the PostgreSQL store of the scale-out plan included) must pass.
 
 pub mod catalog;
+pub mod conformance;
 pub mod dashboard;
 mod model;
 mod sqlite;
