@@ -5,7 +5,7 @@ MODELS_DIR ?= ./models
 BIND ?= 127.0.0.1:8080
 PYTHON ?= python3
 
-.PHONY: run test build models fmt lint unit conformance bench
+.PHONY: run test build models fmt lint doc deps unit conformance bench
 
 ## Build (release), install the pinned models, and serve on the embedded defaults;
 ## prints a usable key and a curl example.
@@ -20,14 +20,25 @@ models:
 build:
 	$(CARGO) build --release -p dupify
 
-## Format check, lints, every test of the workspace, and the OpenAPI conformance fuzz.
-test: fmt lint models unit conformance
+## Format check, lints, docs, unused dependencies, every test of the workspace, and the
+## OpenAPI conformance fuzz.
+test: fmt lint doc deps models unit conformance
 
 fmt:
 	$(CARGO) fmt --all --check
 
 lint:
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+## API docs build without a broken link or other rustdoc warning.
+doc:
+	RUSTDOCFLAGS="-D warnings" $(CARGO) doc --workspace --no-deps --quiet
+
+## No crate declares a dependency it does not use (cargo-machete, installed if missing).
+MACHETE_VERSION ?= 0.9.2
+deps:
+	@command -v cargo-machete >/dev/null 2>&1 || $(CARGO) install cargo-machete --locked --version $(MACHETE_VERSION)
+	cargo machete
 
 unit:
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \

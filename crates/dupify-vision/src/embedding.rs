@@ -23,7 +23,7 @@
 //! | orientation | 208 | 32 | 2 × 2 grid × 8 unsigned gradient orientations, weight = gradient magnitude |
 //! | LBP | 240 | 10 | rotation-invariant uniform local binary patterns (8 neighbours, radius 1) |
 //! | contrast | 250 | 6 | histogram of log2 gradient magnitude |
-//! | shape | 256 | 128 | [`crate::silhouette`] of the foreground mask |
+//! | shape | 256 | 128 | [`crate::silhouette()`] of the foreground mask |
 //!
 //! - *Color histogram.* Bin centres L* 12.5, 37.5, 62.5, 87.5 and a*, b* −60, −40, …,
 //!   60 (values beyond are clamped). Scaling the light by `k` scales (L* + 16, a*, b*)

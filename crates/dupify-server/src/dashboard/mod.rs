@@ -2,11 +2,11 @@
 //! CSRF tokens on every form. It never goes through the API-key layer; its failures are
 //! HTML pages, not the JSON envelope.
 //!
-//! - [`session`]: sign up, sign in (argon2id, throttling), sign out, the session cookie
-//! - [`keys`]: create, list, revoke and regenerate API keys
-//! - [`usage`]: this period's usage with a server-rendered SVG chart
-//! - [`catalog`]: product counts, a paged product list, find similar
-//! - [`playground`]: upload a photo, see colors, attributes, silhouette and cutout
+//! - `session`: sign up, sign in (argon2id, throttling), sign out, the session cookie
+//! - `keys`: create, list, revoke and regenerate API keys
+//! - `usage`: this period's usage with a server-rendered SVG chart
+//! - `catalog`: product counts, a paged product list, find similar
+//! - `playground`: upload a photo, see colors, attributes, silhouette and cutout
 
 mod catalog;
 mod keys;
