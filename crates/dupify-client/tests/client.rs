@@ -12,7 +12,8 @@ use dupify_client::{
 };
 use dupify_core::{KeyMode, Tier};
 use dupify_server::ServerConfig;
-use dupify_store::{NewAccount, Store};
+use dupify_store::prelude::*;
+use dupify_store::NewAccount;
 use dupify_testkit::TestServer;
 
 async fn start(f: impl FnOnce(&mut ServerConfig)) -> TestServer {

@@ -12,9 +12,9 @@ use std::time::{Duration, Instant};
 
 use dupify_catalog::synth::{self, Rng};
 use dupify_core::{ApiKeySecret, KeyMode, Scopes, Tier};
+use dupify_store::prelude::*;
 use dupify_store::{
     NewAccount, NewKey, ProductFeatures, ProductImage, ProductInput, ProductVectors, SqliteStore,
-    Store,
 };
 use dupify_testkit::TestServer;
 use serde_json::{json, Value};

@@ -163,7 +163,7 @@ async fn main() {
         ..Default::default()
     };
     let store = dupify_store::SqliteStore::open(dir.path()).unwrap();
-    use dupify_store::Store;
+    use dupify_store::prelude::*;
     let account = store
         .create_account(dupify_store::NewAccount {
             email: "bench@local".into(),

@@ -8,30 +8,6 @@ use dupify_core::{ApiKeySecret, KeyMode, Scopes};
 
 use crate::{KeyRecord, NewKey, Store, StoreError, StoreResult};
 
-pub(crate) const MIGRATION: &str = r#"
-CREATE TABLE dashboard_users (
-    id             TEXT PRIMARY KEY,
-    account_id     TEXT NOT NULL UNIQUE REFERENCES accounts(id),
-    email          TEXT NOT NULL UNIQUE,
-    password_hash  TEXT NOT NULL,
-    created_at     INTEGER NOT NULL
-);
-CREATE TABLE dashboard_sessions (
-    token_hash    TEXT PRIMARY KEY,
-    user_id       TEXT NOT NULL REFERENCES dashboard_users(id) ON DELETE CASCADE,
-    csrf_token    TEXT NOT NULL,
-    created_at    INTEGER NOT NULL,
-    last_seen_at  INTEGER NOT NULL,
-    expires_at    INTEGER NOT NULL
-);
-CREATE INDEX dashboard_sessions_user ON dashboard_sessions(user_id);
-CREATE TABLE dashboard_login_failures (
-    subject  TEXT NOT NULL,
-    at       INTEGER NOT NULL
-);
-CREATE INDEX dashboard_login_failures_subject ON dashboard_login_failures(subject, at);
-"#;
-
 #[derive(Debug, Clone)]
 pub struct DashboardUser {
     pub id: String,

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use dupify_core::{ApiKeySecret, KeyMode, Scopes, Tier};
 use dupify_server::{ServerConfig, SharedState};
-use dupify_store::{Account, NewAccount, NewKey, SqliteStore, Store};
+use dupify_store::prelude::*;
+use dupify_store::{Account, NewAccount, NewKey, SqliteStore};
 use tempfile::TempDir;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;

@@ -13,7 +13,8 @@ use chrono::Utc;
 use clap::{Args, Parser, Subcommand};
 use dupify_core::{ApiKeySecret, KeyMode, Scopes, Tier};
 use dupify_pipeline::Operation;
-use dupify_store::{AccountUpdate, KeyRecord, NewAccount, SqliteStore, Store};
+use dupify_store::prelude::*;
+use dupify_store::{AccountUpdate, KeyRecord, NewAccount, SqliteStore};
 
 /// Visual feature extraction and product similarity for retail catalogs.
 #[derive(Parser)]

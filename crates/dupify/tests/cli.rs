@@ -731,7 +731,7 @@ fn kill_9_mid_processing_loses_and_duplicates_nothing() {
     // SIGKILL while the workers are busy: no shutdown, no snapshot, leases held.
     drop(s);
     let pending = tokio::runtime::Runtime::new().unwrap().block_on(async {
-        use dupify_store::Store;
+        use dupify_store::prelude::*;
         let store = dupify_store::SqliteStore::open(dir.path()).unwrap();
         store.pending_jobs().await.unwrap()
     });

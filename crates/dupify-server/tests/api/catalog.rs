@@ -10,7 +10,8 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use dupify_core::{KeyMode, Tier};
-use dupify_store::{ProductFeatures, ProductImage, ProductInput, ProductVectors, Store};
+use dupify_store::prelude::*;
+use dupify_store::{ProductFeatures, ProductImage, ProductInput, ProductVectors};
 use dupify_testkit::*;
 use serde_json::{json, Value};
 

@@ -1,7 +1,7 @@
 //! The web dashboard over HTTP, as a browser would use it: a cookie-keeping client that
 //! reads the forms' CSRF fields and follows redirects by hand (to see each response).
 
-use dupify_store::Store;
+use dupify_store::prelude::*;
 use dupify_testkit::*;
 use serde_json::Value;
 use sha2::{Digest, Sha256};

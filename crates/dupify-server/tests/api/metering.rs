@@ -4,7 +4,7 @@
 use std::time::{Duration, Instant};
 
 use dupify_core::{KeyMode, Tier};
-use dupify_store::Store;
+use dupify_store::prelude::*;
 use dupify_testkit::*;
 use serde_json::{json, Value};
 
