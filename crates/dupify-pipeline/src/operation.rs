@@ -171,6 +171,20 @@ pub enum Output {
     Cutout(CutoutResult),
 }
 
+impl Output {
+    /// Reads back the JSON of an `Output` of `kind` (a cached answer).
+    pub fn from_json(kind: OperationKind, json: &[u8]) -> Result<Output, serde_json::Error> {
+        Ok(match kind {
+            OperationKind::Embed => Output::Embed(serde_json::from_slice(json)?),
+            OperationKind::Colors => Output::Colors(serde_json::from_slice(json)?),
+            OperationKind::Silhouette => Output::Silhouette(serde_json::from_slice(json)?),
+            OperationKind::Attributes => Output::Attributes(serde_json::from_slice(json)?),
+            OperationKind::Quality => Output::Quality(serde_json::from_slice(json)?),
+            OperationKind::BackgroundRemove => Output::Cutout(serde_json::from_slice(json)?),
+        })
+    }
+}
+
 /// An operation bound to the models a request uses: ready to run on a [`Prepared`]
 /// image, with the cache key part that names everything its result depends on.
 #[derive(Clone)]

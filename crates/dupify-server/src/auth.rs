@@ -10,8 +10,10 @@ use axum::extract::{Request, State};
 use axum::http::{HeaderMap, HeaderValue};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use chrono::Utc;
-use dupify_core::{ApiError, ApiKeySecret, BillingPeriod, ErrorCode, KeyMode, Limits, Scope};
+use chrono::{DateTime, Utc};
+use dupify_core::{
+    ApiError, ApiKeySecret, BillingPeriod, ErrorCode, KeyMode, Limits, Scope, Scopes,
+};
 use dupify_store::{Account, KeyRecord, Reservation, Settlement, Store};
 
 use crate::error::AppError;
@@ -67,7 +69,7 @@ pub struct Meter {
     mode: KeyMode,
     limits: Limits,
     period_key: String,
-    period_end: chrono::DateTime<Utc>,
+    period_end: DateTime<Utc>,
     state: Mutex<MeterState>,
 }
 
@@ -213,25 +215,51 @@ async fn authenticate(state: &SharedState, headers: &HeaderMap) -> Result<Caller
         return Err(ApiError::from_code(ErrorCode::ExpiredApiKey));
     }
     state.touch_key(&key.id, now);
-    let limits = account.limits();
-    let period = BillingPeriod::containing(account.billing_anchor, now);
-    let meter = Arc::new(Meter {
-        store: state.store.clone(),
-        limiter: state.limiter.clone(),
-        account_id: account.id.clone(),
-        mode: key.mode,
-        limits,
-        period_key: period.key(),
-        period_end: period.end,
-        state: Mutex::new(MeterState::default()),
-    });
-    Ok(Caller {
-        key: Arc::new(key),
-        account: Arc::new(account),
-        limits,
-        period,
-        meter,
-    })
+    Ok(Caller::new(state, key, account, now))
+}
+
+impl Caller {
+    fn new(state: &SharedState, key: KeyRecord, account: Account, now: DateTime<Utc>) -> Caller {
+        let limits = account.limits();
+        let period = BillingPeriod::containing(account.billing_anchor, now);
+        let meter = Arc::new(Meter {
+            store: state.store.clone(),
+            limiter: state.limiter.clone(),
+            account_id: account.id.clone(),
+            mode: key.mode,
+            limits,
+            period_key: period.key(),
+            period_end: period.end,
+            state: Mutex::new(MeterState::default()),
+        });
+        Caller {
+            key: Arc::new(key),
+            account: Arc::new(account),
+            limits,
+            period,
+            meter,
+        }
+    }
+
+    /// A caller that is not an API key (the dashboard's playground): every scope, and
+    /// metered exactly like a live key of `account`, its calls recorded under `key_id`.
+    /// Settle it with [`settle`] once the work is answered.
+    pub fn pseudo(state: &SharedState, account: Account, key_id: &str) -> Caller {
+        let now = Utc::now();
+        let key = KeyRecord {
+            id: key_id.to_owned(),
+            account_id: account.id.clone(),
+            name: key_id.to_owned(),
+            prefix: String::new(),
+            mode: KeyMode::Live,
+            scopes: Scopes::all(),
+            created_at: now,
+            last_used_at: None,
+            expires_at: None,
+            revoked_at: None,
+        };
+        Caller::new(state, key, account, now)
+    }
 }
 
 /// Middleware for every `/v1` route that needs a key.
@@ -252,19 +280,10 @@ pub async fn require_key(
     res
 }
 
-async fn finish_metering(state: &SharedState, caller: &Caller, res: &mut Response) {
+/// Settles the request's quota: units reserved but not returned as results are given
+/// back, the returned ones recorded for the key's daily statistics.
+pub async fn settle(state: &SharedState, caller: &Caller) {
     let meter = &caller.meter;
-    let (admitted, cache_only) = {
-        let s = meter.lock();
-        (s.rate.is_some(), s.cache_only)
-    };
-    // Every authenticated request not answered entirely from the cache costs a rate
-    // unit, failures included, so a client looping on bad requests is still throttled.
-    if !admitted && !cache_only {
-        if let Err(e) = meter.admit().await {
-            *res = AppError(e).into_response();
-        }
-    }
     let (reserved, used) = {
         let s = meter.lock();
         (s.reserved, s.used)
@@ -290,6 +309,22 @@ async fn finish_metering(state: &SharedState, caller: &Caller, res: &mut Respons
             }
         }
     }
+}
+
+async fn finish_metering(state: &SharedState, caller: &Caller, res: &mut Response) {
+    let meter = &caller.meter;
+    let (admitted, cache_only) = {
+        let s = meter.lock();
+        (s.rate.is_some(), s.cache_only)
+    };
+    // Every authenticated request not answered entirely from the cache costs a rate
+    // unit, failures included, so a client looping on bad requests is still throttled.
+    if !admitted && !cache_only {
+        if let Err(e) = meter.admit().await {
+            *res = AppError(e).into_response();
+        }
+    }
+    settle(state, caller).await;
 
     // Headers.
     let taken = meter.lock().rate;

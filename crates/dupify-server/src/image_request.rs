@@ -53,7 +53,7 @@ fn error_bytes(e: &ApiError) -> Vec<u8> {
 }
 
 /// One operation's JSON object for one image, and whether it came from the cache.
-type Answer = (Bytes, bool);
+pub type Answer = (Bytes, bool);
 
 /// How results are laid out: one operation's object per image (the per-operation
 /// endpoints), or an object keyed by operation name per image (`/v1/batch`).
@@ -74,6 +74,27 @@ pub async fn run_ops_request(
     models: ModelChoice,
     layout: Layout,
 ) -> AppResult<Response> {
+    let kinds: Vec<&'static str> = ops.iter().map(|t| t.kind().name()).collect();
+    let answers = answer(state, caller, request, ops, models).await?;
+    render(answers, &kinds, layout)
+}
+
+/// Every image's answers, one per task, in order; an image that failed is its error.
+pub struct Answers {
+    pub single: bool,
+    pub per_image: Vec<Result<Vec<Answer>, ApiError>>,
+    pub ms: u64,
+}
+
+/// Loads, looks up, meters and computes: everything of an image request but its HTTP
+/// shape. The caller settles the meter afterwards (the API's middleware does).
+pub async fn answer(
+    state: &Arc<AppState>,
+    caller: &Caller,
+    request: ImagesRequest,
+    ops: Vec<Task>,
+    models: ModelChoice,
+) -> AppResult<Answers> {
     let started = Instant::now();
     let (single, items): (bool, Vec<Result<SourceItem, ApiError>>) = match request {
         ImagesRequest::Single(item) => (true, vec![Ok(item)]),
@@ -211,7 +232,7 @@ pub async fn run_ops_request(
     }
 
     let ms = started.elapsed().as_millis() as u64;
-    let per_image: Vec<Result<Vec<Answer>, ApiError>> = results
+    let per_image = results
         .into_iter()
         .map(|r| {
             r.and_then(|row| {
@@ -221,6 +242,21 @@ pub async fn run_ops_request(
             })
         })
         .collect();
+    Ok(Answers {
+        single,
+        per_image,
+        ms,
+    })
+}
+
+/// The HTTP answer: one operation's object (single) or a `results` list, or for
+/// `/v1/batch` an object keyed by operation name (`kinds`) per image.
+fn render(answers: Answers, kinds: &[&str], layout: Layout) -> AppResult<Response> {
+    let Answers {
+        single,
+        per_image,
+        ms,
+    } = answers;
     let render_image = |row: &[Answer], ms: Option<u64>| -> Vec<u8> {
         match layout {
             Layout::PerOperation => row
@@ -234,7 +270,7 @@ pub async fn run_ops_request(
                     if j > 0 {
                         out.push(b',');
                     }
-                    out.extend_from_slice(format!("\"{}\":", ops[j].kind().name()).as_bytes());
+                    out.extend_from_slice(format!("\"{}\":", kinds[j]).as_bytes());
                     out.extend_from_slice(&finish_object(obj, *cached, None));
                 }
                 out.push(b'}');

@@ -16,6 +16,8 @@ pub const MAX_BATCH: usize = 10;
 pub enum ImageSource {
     Url(Url),
     Base64(String),
+    /// An uploaded file's bytes (the dashboard's playground).
+    Bytes(Bytes),
 }
 
 /// A validated image plus the parameter name used in errors about it.
@@ -146,6 +148,20 @@ pub async fn load(state: &AppState, item: &SourceItem) -> Result<LoadedImage, Ap
                 dupify_images::sha256(&bytes)
             };
             Ok(LoadedImage { bytes, sha256 })
+        }
+        ImageSource::Bytes(bytes) => {
+            if bytes.len() > state.pipeline.intake.max_image_bytes {
+                return Err(ApiError::from_code(dupify_core::ErrorCode::ImageTooLarge)
+                    .detail("parameter", item.parameter.as_str()));
+            }
+            let b = bytes.clone();
+            let sha256 = tokio::task::spawn_blocking(move || dupify_images::sha256(&b))
+                .await
+                .map_err(crate::error::task_failed)?;
+            Ok(LoadedImage {
+                bytes: bytes.clone(),
+                sha256,
+            })
         }
         ImageSource::Base64(s) => {
             let work = {

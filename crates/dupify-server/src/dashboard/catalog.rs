@@ -7,14 +7,14 @@
 //! one search per click, and it is not an API call (no key is involved).
 
 use axum::extract::{Path, Query as UrlQuery, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use dupify_catalog::Query;
 use dupify_core::KeyMode;
 use dupify_store::{ListQuery, ProductRecord, ProductStatus};
 use maud::{html, Markup};
 
 use super::page::{html_response, layout, DashError, DashResult, Nav};
-use super::session::require;
+use super::session::Session;
 use crate::handlers::catalog::{decode_cursor, encode_cursor, search_index};
 use crate::state::SharedState;
 
@@ -43,10 +43,9 @@ fn price(p: &ProductRecord) -> String {
 
 pub async fn list(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    s: Session,
     UrlQuery(params): UrlQuery<ListParams>,
 ) -> DashResult {
-    let s = require(&state, &headers).await?;
     let after_pk = match params.cursor.as_deref().filter(|c| !c.is_empty()) {
         None => 0,
         Some(c) => decode_cursor(c)
@@ -120,10 +119,9 @@ pub async fn list(
 
 pub async fn similar(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    s: Session,
     Path(id): Path<String>,
 ) -> DashResult {
-    let s = require(&state, &headers).await?;
     let p = state
         .store
         .get_product(&s.account.id, KeyMode::Live, &id, true)

@@ -2,18 +2,15 @@
 //! made and replaced through the same store functions as `dupify keys`, so they work
 //! against the API at once, and a revoked key is refused on its next request.
 
-use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use chrono::{Duration, Utc};
 use dupify_core::{ApiKeySecret, KeyMode, Scope, Scopes};
 use dupify_store::{KeyRecord, StoreError};
 use maud::{html, Markup, PreEscaped};
 
-use super::page::{
-    csrf_field, fmt_time, html_response, layout, DashError, DashResult, FormData, Nav,
-};
-use super::session::{require, Session};
+use super::page::{csrf_field, fmt_time, html_response, layout, DashError, DashResult, Nav};
+use super::session::{Session, SignedForm};
 use crate::state::SharedState;
 
 const MAX_NAME_CHARS: usize = 100;
@@ -174,19 +171,14 @@ async fn keys_page(
     ))
 }
 
-pub async fn list(State(state): State<SharedState>, headers: HeaderMap) -> DashResult {
-    let s = require(&state, &headers).await?;
+pub async fn list(State(state): State<SharedState>, s: Session) -> DashResult {
     keys_page(&state, &s, StatusCode::OK, html! {}, None).await
 }
 
 pub async fn create(
     State(state): State<SharedState>,
-    headers: HeaderMap,
-    body: Bytes,
+    SignedForm { session: s, form }: SignedForm,
 ) -> DashResult {
-    let s = require(&state, &headers).await?;
-    let form = FormData::parse(&body);
-    s.check_csrf(&form)?;
     let name = form.get("name").unwrap_or_default().trim().to_owned();
     let invalid = |msg: &str| {
         let msg = msg.to_owned();
@@ -324,10 +316,9 @@ fn confirm_page(s: &Session, k: &KeyRecord, action: &str) -> Markup {
 
 pub async fn revoke_confirm(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    s: Session,
     Path(id): Path<String>,
 ) -> DashResult {
-    let s = require(&state, &headers).await?;
     let k = owned_key(&state, &s, &id).await?;
     Ok(html_response(
         StatusCode::OK,
@@ -337,10 +328,9 @@ pub async fn revoke_confirm(
 
 pub async fn regenerate_confirm(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    s: Session,
     Path(id): Path<String>,
 ) -> DashResult {
-    let s = require(&state, &headers).await?;
     let k = owned_key(&state, &s, &id).await?;
     if k.revoked_at.is_some() {
         return Err(DashError::bad_request(
@@ -355,12 +345,9 @@ pub async fn regenerate_confirm(
 
 pub async fn revoke(
     State(state): State<SharedState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    body: Bytes,
+    SignedForm { session: s, .. }: SignedForm,
 ) -> DashResult {
-    let s = require(&state, &headers).await?;
-    s.check_csrf(&FormData::parse(&body))?;
     let k = owned_key(&state, &s, &id).await?;
     let k = state.store.revoke_key(&k.id, Utc::now()).await?;
     let top = html! {
@@ -373,12 +360,9 @@ pub async fn revoke(
 
 pub async fn regenerate(
     State(state): State<SharedState>,
-    headers: HeaderMap,
     Path(id): Path<String>,
-    body: Bytes,
+    SignedForm { session: s, .. }: SignedForm,
 ) -> DashResult {
-    let s = require(&state, &headers).await?;
-    s.check_csrf(&FormData::parse(&body))?;
     let old = owned_key(&state, &s, &id).await?;
     match dupify_store::reissue_key(state.store.as_ref(), &old, Utc::now()).await {
         Ok((secret, rec)) => {

@@ -3,25 +3,27 @@
 //! through the same operations and pipeline as `/v1/batch` (one decode and one
 //! segmentation for all of them).
 //!
-//! Metering: a playground run is metered like the API metering an uncached `/v1/batch`
-//! call with a live key: it takes a rate-limit unit of the account, reserves one quota
-//! unit per operation before any work (refused when the monthly quota would be passed),
-//! and settles afterwards (a failed run gives the units back). Its calls are recorded
-//! under the pseudo key id `dashboard` in the daily statistics, so they appear in the
-//! period's usage and chart but under no API key. Results are not cached.
+//! Metering and caching: a playground run goes through the API's own request path
+//! (`image_request::answer` with a pseudo caller, then `auth::settle`), so it is
+//! metered and cached exactly like a `/v1/batch` call with a live key of the account: a
+//! rate-limit unit and one quota unit per uncached operation, given back for a failed
+//! run; an image already analysed is answered from the cache for free. Its calls are
+//! recorded under the pseudo key id `dashboard` in the daily statistics, so they appear
+//! in the period's usage and chart but under no API key.
 
 use axum::extract::{Multipart, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use base64::Engine as _;
 use bytes::Bytes;
-use chrono::Utc;
-use dupify_core::{BillingPeriod, KeyMode};
-use dupify_pipeline::{process_image, ModelChoice, Operation, OperationKind, Output};
-use dupify_store::{Reservation, Settlement};
+use dupify_core::{ApiError, ErrorCode};
+use dupify_pipeline::{ModelChoice, Operation, OperationKind, Output, Task};
 use maud::{html, Markup};
 
 use super::page::{csrf_field, html_response, layout, DashError, DashResult, Nav};
-use super::session::{require, Session};
+use super::session::Session;
+use crate::auth::{settle, Caller};
+use crate::image_request::answer;
+use crate::images::{ImageSource, ImagesRequest, SourceItem};
 use crate::state::SharedState;
 
 /// The key id playground calls are recorded under.
@@ -55,8 +57,7 @@ fn form(s: &Session, state: &SharedState) -> Markup {
     }
 }
 
-pub async fn page(State(state): State<SharedState>, headers: HeaderMap) -> DashResult {
-    let s = require(&state, &headers).await?;
+pub async fn page(State(state): State<SharedState>, s: Session) -> DashResult {
     Ok(html_response(
         StatusCode::OK,
         layout("Playground", Some(&s), Nav::Playground, form(&s, &state)),
@@ -164,6 +165,31 @@ fn results(upload: &[u8], out: &[Output], problem: Option<&str>) -> Markup {
     }
 }
 
+/// The page for an API error of a playground run of `n` operations.
+fn refused(e: &ApiError, n: usize) -> DashError {
+    match e.code {
+        ErrorCode::RateLimitExceeded => refusal(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Slow down",
+            format!(
+                "{} Try again in {} s.",
+                e.message,
+                e.retry_after.unwrap_or(1)
+            ),
+        ),
+        ErrorCode::QuotaExceeded => refusal(
+            StatusCode::TOO_MANY_REQUESTS,
+            "Monthly quota used up",
+            format!("This run needs {n} calls. {}", e.message),
+        ),
+        _ => refusal(
+            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
+            "The image could not be analysed",
+            e.message.clone(),
+        ),
+    }
+}
+
 fn refusal(status: StatusCode, title: &'static str, message: String) -> DashError {
     DashError::Page {
         status,
@@ -174,10 +200,9 @@ fn refusal(status: StatusCode, title: &'static str, message: String) -> DashErro
 
 pub async fn analyse(
     State(state): State<SharedState>,
-    headers: HeaderMap,
+    s: Session,
     mut multipart: Multipart,
 ) -> DashResult {
-    let s = require(&state, &headers).await?;
     let mut csrf = None;
     let mut upload: Option<Bytes> = None;
     loop {
@@ -254,64 +279,33 @@ pub async fn analyse(
         })?);
     }
 
-    // Metering, as for a live API call.
-    let account = &s.account;
-    let limits = account.limits();
-    let rate = state
-        .limiter
-        .acquire(&account.id, limits.rate_per_minute)
-        .await;
-    if !rate.allowed {
-        return Err(refusal(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Slow down",
-            format!(
-                "This account's rate limit of {} requests per minute is reached. Try again in {} s.",
-                limits.rate_per_minute, rate.retry_after_secs
-            ),
-        ));
-    }
-    let period = BillingPeriod::containing(account.billing_anchor, Utc::now());
-    let n = ops.len() as u64;
-    if let Reservation::Exceeded { used } = state
-        .store
-        .reserve_quota(&account.id, &period.key(), n, limits.monthly_calls)
-        .await?
-    {
-        return Err(refusal(
-            StatusCode::TOO_MANY_REQUESTS,
-            "Monthly quota used up",
-            format!(
-                "This run needs {n} calls, but {used} of the {} calls of this period are used. The quota resets on {}.",
-                limits.monthly_calls.unwrap_or(0),
-                period.end.format("%Y-%m-%d")
-            ),
-        ));
-    }
-    let ran = process_image(&state.pipeline, upload.clone(), "image", ops, &models).await;
-    let used = if ran.is_ok() { n } else { 0 };
-    if let Err(e) = state
-        .store
-        .settle_usage(Settlement {
-            account_id: account.id.clone(),
-            key_id: PLAYGROUND_KEY_ID.into(),
-            mode: KeyMode::Live,
-            period: period.key(),
-            reserved: n,
-            used,
-            day: Utc::now().date_naive(),
-        })
-        .await
-    {
-        tracing::error!(error = %e, account_id = %account.id, "playground usage settlement failed");
-    }
-    let out = ran.map_err(|e| {
-        refusal(
-            StatusCode::from_u16(e.status()).unwrap_or(StatusCode::UNPROCESSABLE_ENTITY),
-            "The image could not be analysed",
-            e.message.clone(),
-        )
-    })?;
+    // Metered and cached exactly like an API call with a live key of this account.
+    let caller = Caller::pseudo(&state, s.account.clone(), PLAYGROUND_KEY_ID);
+    let kinds: Vec<OperationKind> = ops.iter().map(Task::kind).collect();
+    let item = SourceItem {
+        source: ImageSource::Bytes(upload.clone()),
+        parameter: "image".into(),
+    };
+    let answered = answer(&state, &caller, ImagesRequest::Single(item), ops, models).await;
+    settle(&state, &caller).await;
+    let row = match answered {
+        Ok(a) => a
+            .per_image
+            .into_iter()
+            .next()
+            .unwrap_or_else(|| Err(ApiError::internal())),
+        Err(e) => Err(e.0),
+    };
+    let row = row.map_err(|e| refused(&e, kinds.len()))?;
+    let out = kinds
+        .iter()
+        .zip(&row)
+        .map(|(k, (json, _))| Output::from_json(*k, json))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| {
+            tracing::error!(error = %e, "playground: a result does not read back");
+            DashError::internal()
+        })?;
     let body = html! {
         (results(&upload, &out, problem.as_deref()))
         (form(&s, &state))

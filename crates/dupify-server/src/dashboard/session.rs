@@ -11,7 +11,8 @@ use std::sync::OnceLock;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use argon2::Argon2;
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, FromRequest, FromRequestParts, Request, State};
+use axum::http::request::Parts;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
@@ -53,6 +54,41 @@ impl Session {
             Some(t) if bool::from(t.as_bytes().ct_eq(self.csrf.as_bytes())) => Ok(()),
             _ => Err(DashError::csrf()),
         }
+    }
+}
+
+/// A signed-in request: the session, or a redirect to sign in.
+impl FromRequestParts<SharedState> for Session {
+    type Rejection = DashError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &SharedState) -> DashResult<Self> {
+        require(state, &parts.headers).await
+    }
+}
+
+/// A signed-in form post: the session and the urlencoded body, whose CSRF token has
+/// been checked against the session's.
+pub struct SignedForm {
+    pub session: Session,
+    pub form: FormData,
+}
+
+impl FromRequest<SharedState> for SignedForm {
+    type Rejection = DashError;
+
+    async fn from_request(req: Request, state: &SharedState) -> DashResult<Self> {
+        let (mut parts, body) = req.into_parts();
+        let session = Session::from_request_parts(&mut parts, state).await?;
+        let bytes = Bytes::from_request(Request::from_parts(parts, body), state)
+            .await
+            .map_err(|rej| DashError::Page {
+                status: rej.status(),
+                title: "The form could not be read",
+                message: rej.body_text(),
+            })?;
+        let form = FormData::parse(&bytes);
+        session.check_csrf(&form)?;
+        Ok(SignedForm { session, form })
     }
 }
 
@@ -130,7 +166,7 @@ pub async fn current(state: &SharedState, headers: &HeaderMap) -> DashResult<Opt
 }
 
 /// The session, or a redirect to the sign-in page.
-pub async fn require(state: &SharedState, headers: &HeaderMap) -> DashResult<Session> {
+async fn require(state: &SharedState, headers: &HeaderMap) -> DashResult<Session> {
     current(state, headers)
         .await?
         .ok_or(DashError::Redirect("/dashboard/signin"))
@@ -459,10 +495,8 @@ pub async fn signin(
 pub async fn signout(
     State(state): State<SharedState>,
     headers: HeaderMap,
-    body: Bytes,
+    _: SignedForm,
 ) -> DashResult {
-    let session = require(&state, &headers).await?;
-    session.check_csrf(&FormData::parse(&body))?;
     if let Some(token) = cookie(&headers, SESSION_COOKIE) {
         state.store.delete_session(&sha_hex(&token)).await?;
     }

@@ -3,14 +3,14 @@
 //! [`crate::handlers::usage::report`], the same function `/v1/usage` answers from.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use chrono::{NaiveDate, Utc};
 use dupify_core::BillingPeriod;
 use maud::{html, Markup};
 
 use super::page::{fmt_time, html_response, layout, DashResult, Nav};
 use super::playground::PLAYGROUND_KEY_ID;
-use super::session::require;
+use super::session::Session;
 use crate::handlers::usage::{report, UsageReport};
 use crate::state::SharedState;
 
@@ -79,8 +79,7 @@ fn reset_text(p: &BillingPeriod) -> String {
     fmt_time(p.end)
 }
 
-pub async fn page(State(state): State<SharedState>, headers: HeaderMap) -> DashResult {
-    let s = require(&state, &headers).await?;
+pub async fn page(State(state): State<SharedState>, s: Session) -> DashResult {
     let account = &s.account;
     let period = BillingPeriod::containing(account.billing_anchor, Utc::now());
     let r = report(state.store.as_ref(), account, account.limits(), period).await?;

@@ -720,6 +720,23 @@ async fn playground_shows_swatches_and_explains_a_missing_cutout() {
 }
 
 #[tokio::test]
+async fn playground_meters_and_caches_like_the_api() {
+    let s = TestServer::start().await;
+    let (c, csrf) = signed_in(&s, "cache@example.com").await;
+    let photo = png(&navy_white(90, 60));
+    let first = analyse(&s, &c, &csrf, photo.clone()).await;
+    assert_eq!(first.status, 200, "{}", first.body);
+    // The same photo again is answered from the cache: the same swatches, no new units.
+    let again = analyse(&s, &c, &csrf, photo).await;
+    assert_eq!(again.status, 200, "{}", again.body);
+    assert!(again
+        .body
+        .contains("data-testid=\"swatch\" data-hex=\"#1f2a44\""));
+    let usage = get(&s, &c, "/dashboard/usage").await;
+    assert_eq!(text_of(&usage.body, "usage-used").as_deref(), Some("3"));
+}
+
+#[tokio::test]
 async fn playground_with_a_segmentation_model_shows_the_cutout() {
     let s = TestServer::with_models(ModelSet::Segmentation, |_| {}).await;
     let (c, csrf) = signed_in(&s, "cutout@example.com").await;
