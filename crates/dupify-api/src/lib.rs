@@ -11,9 +11,9 @@ pub mod results;
 pub use catalog::{FeatureSummary, SilhouetteSummary};
 
 pub use results::{
-    Attribute, AttributeSource, AttributesResult, Base64Bytes, Color, ColorsResult, CropBox,
-    CutoutFormat, CutoutResult, EmbedResult, Foreground, ForegroundMethod, QualityScores,
-    SilhouetteResult,
+    Answer, Attribute, AttributeSource, AttributesResult, Base64Bytes, BatchItem, Color,
+    ColorsResult, CropBox, CutoutFormat, CutoutResult, EmbedResult, Foreground,
+    ForegroundMethod, QualityScores, Results, SilhouetteResult,
 };
 
 /// Rounds to 4 decimals: the precision every ratio and score is documented with.

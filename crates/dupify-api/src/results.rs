@@ -33,6 +33,33 @@ impl<'de> Deserialize<'de> for Base64Bytes {
     }
 }
 
+/// An image operation's answer as it travels: the result, whether it came from the
+/// cache, and (single answers) the time taken. Derefs to the result, so its fields read
+/// as `answer.embedding`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Answer<T> {
+    #[serde(flatten)]
+    pub result: T,
+    #[serde(default)]
+    pub cached: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub processing_time_ms: Option<u64>,
+}
+
+impl<T> std::ops::Deref for Answer<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.result
+    }
+}
+
+/// A list answer: `{"results": [...], "processing_time_ms": n}`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Results<T> {
+    pub results: Vec<T>,
+    pub processing_time_ms: u64,
+}
+
 /// How the product was separated from its background.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -45,6 +72,9 @@ pub enum ForegroundMethod {
     Model,
     /// Nothing could be separated: every pixel counts.
     None,
+    /// A method this version does not know (a newer server).
+    #[serde(other)]
+    Other,
 }
 
 /// The `foreground` block: how the product was separated, honestly named.
@@ -118,6 +148,25 @@ pub enum AttributeSource {
     Pixels,
     /// Zero-shot classification with a CLIP model's text tower.
     Clip,
+    /// A source this version does not know (a newer server).
+    #[serde(other)]
+    Other,
+}
+
+impl AttributeSource {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AttributeSource::Pixels => "pixels",
+            AttributeSource::Clip => "clip",
+            AttributeSource::Other => "other",
+        }
+    }
+}
+
+impl PartialEq<&str> for AttributeSource {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
 }
 
 /// One attribute's value with its confidence in [0, 1].
@@ -190,6 +239,30 @@ pub struct CutoutResult {
     pub model: String,
 }
 
+/// One image's answers in `POST /v1/batch`: one field per requested operation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct BatchItem {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub embed: Option<Answer<EmbedResult>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub colors: Option<Answer<ColorsResult>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub silhouette: Option<Answer<SilhouetteResult>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attributes: Option<Answer<AttributesResult>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub quality: Option<Answer<QualityScores>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub background_remove: Option<Answer<CutoutResult>>,
+}
+
+impl CutoutResult {
+    /// The PNG file.
+    pub fn png(&self) -> &[u8] {
+        &self.image_base64.0
+    }
+}
+
 /// A field that is present (even as `null`) is `Some`; `default` covers absence.
 fn present<'de, D, T>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
@@ -234,6 +307,18 @@ mod tests {
             let back: CutoutResult = serde_json::from_str(&text).unwrap();
             assert_eq!(back, r);
         }
+    }
+
+    #[test]
+    fn answers_flatten_and_newer_enum_values_still_read() {
+        let text = r#"{"attributes":{"category":{"value":"dress","confidence":0.5,"source":"classifier"}},"model":"m","cached":true}"#;
+        let a: Answer<AttributesResult> = serde_json::from_str(text).unwrap();
+        assert!(a.cached && a.processing_time_ms.is_none());
+        assert_eq!(a.attributes["category"].source, AttributeSource::Other);
+        assert_eq!(a.model, "m");
+        let back = serde_json::to_value(&a).unwrap();
+        assert_eq!(back["cached"], true);
+        assert!(back.get("processing_time_ms").is_none());
     }
 
     #[test]

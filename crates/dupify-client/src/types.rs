@@ -1,5 +1,7 @@
-//! Request options and response bodies. Responses keep any field this version does not
-//! know in `extra`, so a newer server never breaks an older client.
+//! Request options and response bodies. Image answers are the wire contract's types
+//! (`dupify-api`); the others keep any field this version does not know in `extra`.
+//! Either way a newer server never breaks an older client: unknown fields are ignored
+//! and unknown enum values read as `Other`.
 
 use std::collections::BTreeMap;
 
@@ -41,16 +43,8 @@ pub struct SegmentationOptions {
     pub segmentation_model: Option<String>,
 }
 
-/// What `POST /v1/background-remove` returns.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum CutoutOutput {
-    /// RGBA PNG cut-out.
-    #[default]
-    Png,
-    /// 8-bit grayscale mask.
-    Mask,
-}
+/// What `POST /v1/background-remove` returns: the RGBA cutout or the 8-bit mask.
+pub use dupify_api::CutoutFormat as CutoutOutput;
 
 /// Options of `POST /v1/background-remove`.
 #[derive(Clone, Debug, Default, Serialize)]
@@ -88,154 +82,26 @@ pub struct BatchOptions {
 }
 
 // ---------------------------------------------------------------- image results
+//
+// The answers are the wire contract's own types (`dupify-api`, shared with the server),
+// wrapped in `Answer` (`cached`, `processing_time_ms`); they deref to the result.
 
-/// How the product was separated from its background.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Foreground {
-    /// `model`, `alpha`, `border_color` or `none`.
-    pub method: String,
-    pub source: String,
-    #[serde(default)]
-    pub ratio: Option<f64>,
-}
-
-/// The quality scores, each in [0, 1].
-#[derive(Clone, Debug, Deserialize)]
-pub struct Quality {
-    pub overall: f64,
-    pub sharpness: f64,
-    pub brightness: f64,
-    pub composition: f64,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
+pub use dupify_api::{
+    Answer, Attribute, AttributeSource, AttributesResult, BatchItem as BatchResult, Color,
+    ColorsResult, CropBox, CutoutResult, EmbedResult, Foreground, ForegroundMethod,
+    QualityScores as Quality, SilhouetteResult,
+};
 
 /// `POST /v1/embed` (one image or one text).
-#[derive(Clone, Debug, Deserialize)]
-pub struct Embedding {
-    /// L2-normalised: cosine similarity is the dot product.
-    pub embedding: Vec<f32>,
-    pub dimensions: usize,
-    pub model: String,
-    #[serde(default)]
-    pub cached: bool,
-    #[serde(default)]
-    pub quality: Option<Quality>,
-    #[serde(default)]
-    pub processing_time_ms: Option<u64>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
-
-/// One dominant color.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Color {
-    pub hex: String,
-    pub rgb: [u8; 3],
-    pub name: String,
-    pub percentage: f64,
-}
-
+pub type Embedding = Answer<EmbedResult>;
 /// `POST /v1/colors`.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Colors {
-    pub colors: Vec<Color>,
-    #[serde(default)]
-    pub foreground: Option<Foreground>,
-    #[serde(default)]
-    pub quality: Option<Quality>,
-    #[serde(default)]
-    pub cached: bool,
-    #[serde(default)]
-    pub processing_time_ms: Option<u64>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
-
+pub type Colors = Answer<ColorsResult>;
 /// `POST /v1/silhouette`.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Silhouette {
-    pub embedding: Vec<f32>,
-    pub dimensions: usize,
-    pub aspect_ratio: f64,
-    pub coverage: f64,
-    #[serde(default)]
-    pub model: Option<String>,
-    #[serde(default)]
-    pub foreground: Option<Foreground>,
-    #[serde(default)]
-    pub cached: bool,
-    #[serde(default)]
-    pub processing_time_ms: Option<u64>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
-
-/// One attribute's value.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Attribute {
-    pub value: String,
-    pub confidence: f64,
-    /// `pixels` or `clip`.
-    pub source: String,
-}
-
+pub type Silhouette = Answer<SilhouetteResult>;
 /// `POST /v1/attributes`.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Attributes {
-    pub attributes: BTreeMap<String, Attribute>,
-    pub model: String,
-    #[serde(default)]
-    pub cached: bool,
-    #[serde(default)]
-    pub processing_time_ms: Option<u64>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
-
-/// A rectangle in pixels.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
-pub struct CropBox {
-    pub x: u32,
-    pub y: u32,
-    pub width: u32,
-    pub height: u32,
-}
-
+pub type Attributes = Answer<AttributesResult>;
 /// `POST /v1/background-remove`.
-#[derive(Clone, Debug, Deserialize)]
-pub struct BackgroundRemoval {
-    /// The PNG, base64: see [`BackgroundRemoval::png_bytes`].
-    pub image_base64: String,
-    pub format: String,
-    #[serde(default)]
-    pub output: Option<CutoutOutput>,
-    pub width: u32,
-    pub height: u32,
-    #[serde(default)]
-    pub original_width: Option<u32>,
-    #[serde(default)]
-    pub original_height: Option<u32>,
-    pub foreground_ratio: f64,
-    #[serde(default)]
-    pub crop_box: Option<CropBox>,
-    #[serde(default)]
-    pub model: Option<String>,
-    #[serde(default)]
-    pub cached: bool,
-    #[serde(default)]
-    pub processing_time_ms: Option<u64>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
-
-impl BackgroundRemoval {
-    /// The decoded PNG file.
-    pub fn png_bytes(&self) -> Result<Vec<u8>, base64::DecodeError> {
-        use base64::Engine as _;
-        base64::engine::general_purpose::STANDARD.decode(&self.image_base64)
-    }
-}
+pub type BackgroundRemoval = Answer<CutoutResult>;
 
 /// A failed item of a batch: the error envelope without `request_id`.
 #[derive(Clone, Debug, Deserialize)]
@@ -293,25 +159,6 @@ impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for BatchResponse<T> 
             processing_time_ms: raw.processing_time_ms,
         })
     }
-}
-
-/// One image's answers in `POST /v1/batch`, one field per requested operation.
-#[derive(Clone, Debug, Deserialize)]
-pub struct BatchResult {
-    #[serde(default)]
-    pub embed: Option<Embedding>,
-    #[serde(default)]
-    pub colors: Option<Colors>,
-    #[serde(default)]
-    pub silhouette: Option<Silhouette>,
-    #[serde(default)]
-    pub attributes: Option<Attributes>,
-    #[serde(default)]
-    pub quality: Option<Quality>,
-    #[serde(default)]
-    pub background_remove: Option<BackgroundRemoval>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
 }
 
 // ---------------------------------------------------------------- catalog

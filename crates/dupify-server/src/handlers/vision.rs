@@ -4,10 +4,10 @@
 //! ([`crate::image_request`]), which calls the application layer.
 
 use axum::extract::State;
-use axum::response::Response;
-use axum::Extension;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
 use dupify_api::limits::{MAX_TEXTS, MAX_TEXT_CHARS};
-use dupify_api::CutoutFormat;
+use dupify_api::{Answer, CutoutFormat, EmbedResult, Results};
 use dupify_core::{ApiError, Scope};
 use dupify_pipeline::{
     ColorsOptions, CutoutOptions, MaxColors, ModelChoice, Operation, OperationKind,
@@ -155,17 +155,29 @@ async fn embed_text(
     let vectors = clip.embed_texts(&texts).await.map_err(ApiError::from)?;
     caller.meter.consumed(vectors.len() as u64);
     let ms = started.elapsed().as_millis() as u64;
-    let item = |v: &Vec<f32>| json!({"embedding": v, "dimensions": v.len(), "model": clip.name()});
-    let body = if single {
-        let mut o = item(&vectors[0]);
-        o["processing_time_ms"] = json!(ms);
-        o
-    } else {
-        json!({"results": vectors.iter().map(item).collect::<Vec<_>>(), "processing_time_ms": ms})
+    let answer = |v: Vec<f32>, ms: Option<u64>| Answer {
+        result: EmbedResult {
+            dimensions: v.len(),
+            embedding: v,
+            model: clip.name().to_owned(),
+            quality: None,
+        },
+        // Texts are never cached (see above).
+        cached: false,
+        processing_time_ms: ms,
     };
-    Ok(axum::response::IntoResponse::into_response(axum::Json(
-        body,
-    )))
+    let res = if single {
+        let v = vectors.into_iter().next().ok_or_else(ApiError::internal)?;
+        Json(answer(v, Some(ms))).into_response()
+    } else {
+        let results = vectors.into_iter().map(|v| answer(v, None)).collect();
+        Json(Results {
+            results,
+            processing_time_ms: ms,
+        })
+        .into_response()
+    };
+    Ok(res)
 }
 
 /// The operation `kind` with its options from `o` (an endpoint's body, or a batch's
