@@ -7,13 +7,19 @@
 pub mod catalog;
 pub mod limits;
 pub mod results;
+pub mod usage;
 
-pub use catalog::{FeatureSummary, SilhouetteSummary};
+pub use catalog::{
+    Deleted, DuplicateGroup, DuplicatesAnswer, EmbeddingError, EmbeddingStatus, FeatureSummary,
+    Product, ProductPage, Scores, SearchAnswer, SearchHit, SilhouetteSummary, UpsertAnswer,
+    UpsertStatus,
+};
+pub use usage::{DayUsage, KeyUsage, Period, RateLimitInfo, Usage};
 
 pub use results::{
     Answer, Attribute, AttributeSource, AttributesResult, Base64Bytes, BatchItem, Color,
-    ColorsResult, CropBox, CutoutFormat, CutoutResult, EmbedResult, Foreground,
-    ForegroundMethod, QualityScores, Results, SilhouetteResult,
+    ColorsResult, CropBox, CutoutFormat, CutoutResult, EmbedResult, Foreground, ForegroundMethod,
+    QualityScores, Results, SilhouetteResult,
 };
 
 /// Rounds to 4 decimals: the precision every ratio and score is documented with.

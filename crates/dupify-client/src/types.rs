@@ -3,8 +3,6 @@
 //! Either way a newer server never breaks an older client: unknown fields are ignored
 //! and unknown enum values read as `Other`.
 
-use std::collections::BTreeMap;
-
 use serde::{Deserialize, Deserializer, Serialize};
 use serde_json::{Map, Value};
 
@@ -162,6 +160,19 @@ impl<'de, T: serde::de::DeserializeOwned> Deserialize<'de> for BatchResponse<T> 
 }
 
 // ---------------------------------------------------------------- catalog
+//
+// Answers are the wire contract's types (`dupify-api`); requests are built here.
+
+pub use dupify_api::{
+    Deleted, DuplicateGroup, EmbeddingError, EmbeddingStatus, Product, ProductPage, Scores,
+    SearchHit, UpsertStatus,
+};
+/// The answer for one uploaded product.
+pub type UpsertResult = dupify_api::UpsertAnswer;
+/// Answer of `POST /v1/catalog/search`.
+pub type SearchResponse = dupify_api::SearchAnswer;
+/// Answer of `POST /v1/catalog/duplicates`.
+pub type DuplicatesResponse = dupify_api::DuplicatesAnswer;
 
 /// A product to upload. `title` and one image form are required; `external_id` makes
 /// the upload an upsert (and makes it safe for the client to resend after a timeout).
@@ -212,28 +223,6 @@ impl NewProduct {
     }
 }
 
-/// `embedding_status` of a product.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum EmbeddingStatus {
-    Processing,
-    Ready,
-    Failed,
-}
-
-/// The answer for one uploaded product.
-#[derive(Clone, Debug, Deserialize)]
-pub struct UpsertResult {
-    pub id: String,
-    #[serde(default)]
-    pub external_id: Option<String>,
-    /// `created` or `updated`.
-    pub status: String,
-    pub embedding_status: EmbeddingStatus,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
-
 /// The answer for a batch upload.
 #[derive(Clone, Debug, Deserialize)]
 pub struct UploadResponse {
@@ -242,51 +231,6 @@ pub struct UploadResponse {
     pub created: u64,
     pub updated: u64,
     pub failed: u64,
-}
-
-/// Why a product's feature extraction failed.
-#[derive(Clone, Debug, Deserialize)]
-pub struct EmbeddingError {
-    pub code: String,
-    pub message: String,
-}
-
-/// A catalog product.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Product {
-    pub id: String,
-    #[serde(default)]
-    pub external_id: Option<String>,
-    pub title: String,
-    #[serde(default)]
-    pub sku: Option<String>,
-    #[serde(default)]
-    pub description: Option<String>,
-    #[serde(default)]
-    pub brand: Option<String>,
-    #[serde(default)]
-    pub category: Option<String>,
-    #[serde(default)]
-    pub price: Option<f64>,
-    pub currency: String,
-    #[serde(default)]
-    pub image_url: Option<String>,
-    #[serde(default)]
-    pub product_url: Option<String>,
-    #[serde(default)]
-    pub metadata: Map<String, Value>,
-    pub embedding_status: EmbeddingStatus,
-    #[serde(default)]
-    pub embedding_error: Option<EmbeddingError>,
-    pub created_at: String,
-    pub updated_at: String,
-    #[serde(default)]
-    pub processed_at: Option<String>,
-    /// Present on `GET /v1/catalog/products/{id}` once ready.
-    #[serde(default)]
-    pub features: Option<Value>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
 }
 
 /// Query of `GET /v1/catalog/products`.
@@ -304,23 +248,6 @@ pub struct ListProducts {
     pub embedding_status: Option<EmbeddingStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub external_id: Option<String>,
-}
-
-/// One page of products.
-#[derive(Clone, Debug, Deserialize)]
-pub struct ProductPage {
-    pub data: Vec<Product>,
-    pub has_more: bool,
-    #[serde(default)]
-    pub next_cursor: Option<String>,
-    pub total: u64,
-}
-
-/// Answer of `DELETE /v1/catalog/products/{id}`.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Deleted {
-    pub id: String,
-    pub deleted: bool,
 }
 
 /// Search and duplicate filters; all given ones must match.
@@ -428,45 +355,6 @@ impl SearchRequest {
     }
 }
 
-/// Per-component similarities of a search hit.
-#[derive(Clone, Debug, Default, Deserialize)]
-pub struct Scores {
-    #[serde(default)]
-    pub visual: Option<f64>,
-    #[serde(default)]
-    pub silhouette: Option<f64>,
-    #[serde(default)]
-    pub color: Option<f64>,
-}
-
-/// One search hit.
-#[derive(Clone, Debug, Deserialize)]
-pub struct SearchHit {
-    pub product: Product,
-    pub score: f64,
-    pub scores: Scores,
-}
-
-/// Answer of `POST /v1/catalog/search`.
-#[derive(Clone, Debug, Deserialize)]
-pub struct SearchResponse {
-    pub results: Vec<SearchHit>,
-    pub took_ms: u64,
-    #[serde(default)]
-    pub model: Option<String>,
-    /// `exact`, `hnsw` or `hnsw_filtered`.
-    #[serde(default)]
-    pub plan: Option<String>,
-    #[serde(default)]
-    pub candidates: Option<u64>,
-    #[serde(default)]
-    pub search_ms: Option<f64>,
-    #[serde(default)]
-    pub query_features_ms: Option<f64>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
-
 /// Body of `POST /v1/catalog/duplicates`.
 #[derive(Clone, Debug, Default, Serialize)]
 pub struct DuplicatesRequest {
@@ -481,71 +369,6 @@ pub struct DuplicatesRequest {
     pub model: Option<String>,
 }
 
-/// One group of near-duplicates; `score` is its weakest link.
-#[derive(Clone, Debug, Deserialize)]
-pub struct DuplicateGroup {
-    pub product_ids: Vec<String>,
-    pub score: f64,
-}
-
-/// Answer of `POST /v1/catalog/duplicates`.
-#[derive(Clone, Debug, Deserialize)]
-pub struct DuplicatesResponse {
-    pub groups: Vec<DuplicateGroup>,
-    pub total_groups: u64,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
-
 // ---------------------------------------------------------------- account
 
-/// The billing period.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Period {
-    pub start: String,
-    pub end: String,
-}
-
-/// Calls of one key this period.
-#[derive(Clone, Debug, Deserialize)]
-pub struct KeyUsage {
-    pub id: String,
-    pub name: String,
-    pub prefix: String,
-    pub mode: String,
-    pub state: String,
-    pub calls: u64,
-}
-
-/// Calls of one day.
-#[derive(Clone, Debug, Deserialize)]
-pub struct DayUsage {
-    pub date: String,
-    pub calls: u64,
-    pub test_calls: u64,
-    #[serde(default)]
-    pub by_key: BTreeMap<String, u64>,
-}
-
-/// Per-minute limit.
-#[derive(Clone, Debug, Deserialize)]
-pub struct RateLimitInfo {
-    pub per_minute: u64,
-}
-
-/// Answer of `GET /v1/usage`.
-#[derive(Clone, Debug, Deserialize)]
-pub struct Usage {
-    pub account_id: String,
-    pub tier: String,
-    pub period: Period,
-    /// `None` for the unlimited tier.
-    pub monthly_limit: Option<u64>,
-    pub used: u64,
-    pub remaining: Option<u64>,
-    pub rate_limit: RateLimitInfo,
-    pub keys: Vec<KeyUsage>,
-    pub days: Vec<DayUsage>,
-    #[serde(flatten)]
-    pub extra: Map<String, Value>,
-}
+pub use dupify_api::usage::{DayUsage, KeyUsage, Period, RateLimitInfo, Usage};

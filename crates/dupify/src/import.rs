@@ -328,9 +328,13 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<i32> {
                 Sent::Results(r) => {
                     for (row, item) in slots.iter().zip(r.results.results.iter()) {
                         match item {
-                            Ok(u) if u.status == "created" => state.created += 1,
-                            Ok(u) if u.status == "updated" => state.updated += 1,
-                            Ok(u) => record(&mut state, row, "unknown", &u.status),
+                            Ok(u) => match u.status {
+                                dupify_client::UpsertStatus::Created => state.created += 1,
+                                dupify_client::UpsertStatus::Updated => state.updated += 1,
+                                dupify_client::UpsertStatus::Other => {
+                                    record(&mut state, row, "unknown", "unknown upsert status")
+                                }
+                            },
                             Err(e) => record(&mut state, row, &e.code, &e.message),
                         }
                     }

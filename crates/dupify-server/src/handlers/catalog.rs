@@ -12,6 +12,10 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use base64::Engine as _;
 use chrono::Utc;
+use dupify_api::{
+    round4, Deleted, DuplicateGroup, DuplicatesAnswer, EmbeddingError, EmbeddingStatus, Product,
+    ProductPage, Scores, SearchAnswer, SearchHit, UpsertAnswer, UpsertStatus,
+};
 use dupify_catalog::{Filter, Plan, Query, Weights};
 use dupify_core::{ApiError, ErrorCode, Scope};
 use dupify_store::{
@@ -52,10 +56,6 @@ pub const PRODUCT_FIELDS: [&str; 12] = [
 
 fn iso(t: chrono::DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-fn round4(v: f32) -> f64 {
-    (v as f64 * 10_000.0).round() / 10_000.0
 }
 
 // ------------------------------------------------------------------ validation
@@ -268,40 +268,55 @@ async fn parse_product(
 
 // ------------------------------------------------------------------ rendering
 
-fn product_json(p: &ProductRecord) -> Value {
-    let metadata: Value = serde_json::from_str(&p.metadata).unwrap_or_else(|_| json!({}));
-    let error = match (&p.error_code, &p.error_message) {
-        (Some(code), msg) => json!({"code": code, "message": msg.clone().unwrap_or_default()}),
-        _ => Value::Null,
-    };
-    json!({
-        "id": p.id,
-        "external_id": p.external_id,
-        "title": p.title,
-        "sku": p.sku,
-        "description": p.description,
-        "brand": p.brand,
-        "category": p.category,
-        "price": p.price,
-        "currency": p.currency,
-        "image_url": p.image_url,
-        "product_url": p.product_url,
-        "metadata": metadata,
-        "embedding_status": p.status,
-        "embedding_error": error,
-        "created_at": iso(p.created_at),
-        "updated_at": iso(p.updated_at),
-        "processed_at": p.processed_at.map(iso),
-    })
+fn status(s: ProductStatus) -> EmbeddingStatus {
+    match s {
+        ProductStatus::Processing => EmbeddingStatus::Processing,
+        ProductStatus::Ready => EmbeddingStatus::Ready,
+        ProductStatus::Failed => EmbeddingStatus::Failed,
+    }
 }
 
-fn upsert_json(r: &UpsertResult) -> Value {
-    json!({
-        "id": r.id,
-        "external_id": r.external_id,
-        "status": if r.created { "created" } else { "updated" },
-        "embedding_status": r.embedding_status,
-    })
+fn product(p: &ProductRecord) -> Product {
+    let metadata = match serde_json::from_str(&p.metadata) {
+        Ok(Value::Object(m)) => m,
+        _ => Map::new(),
+    };
+    Product {
+        id: p.id.clone(),
+        external_id: p.external_id.clone(),
+        title: p.title.clone(),
+        sku: p.sku.clone(),
+        description: p.description.clone(),
+        brand: p.brand.clone(),
+        category: p.category.clone(),
+        price: p.price,
+        currency: p.currency.clone(),
+        image_url: p.image_url.clone(),
+        product_url: p.product_url.clone(),
+        metadata,
+        embedding_status: status(p.status),
+        embedding_error: p.error_code.as_ref().map(|code| EmbeddingError {
+            code: code.clone(),
+            message: p.error_message.clone().unwrap_or_default(),
+        }),
+        created_at: iso(p.created_at),
+        updated_at: iso(p.updated_at),
+        processed_at: p.processed_at.map(iso),
+        features: None,
+    }
+}
+
+fn upsert_answer(r: &UpsertResult) -> UpsertAnswer {
+    UpsertAnswer {
+        id: r.id.clone(),
+        external_id: r.external_id.clone(),
+        status: if r.created {
+            UpsertStatus::Created
+        } else {
+            UpsertStatus::Updated
+        },
+        embedding_status: status(r.embedding_status),
+    }
 }
 
 fn refusal_error(caller: &Caller, r: &UpsertRefusal) -> ApiError {
@@ -409,7 +424,7 @@ pub async fn upload(
         } else {
             StatusCode::OK
         };
-        return Ok((status, Json(upsert_json(&r))).into_response());
+        return Ok((status, Json(upsert_answer(&r))).into_response());
     }
     let (mut created, mut updated, mut failed) = (0, 0, 0);
     let items: Vec<Value> = results
@@ -421,7 +436,7 @@ pub async fn upload(
                 } else {
                     updated += 1;
                 }
-                upsert_json(r)
+                serde_json::to_value(upsert_answer(r)).unwrap_or_default()
             }
             Err(e) => {
                 failed += 1;
@@ -459,7 +474,7 @@ pub async fn list(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
     RawQuery(raw): RawQuery,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<ProductPage>> {
     caller.require(Scope::Catalog)?;
     caller.meter.admit().await?;
     let mut q = ListQuery {
@@ -527,12 +542,12 @@ pub async fn list(
     } else {
         None
     };
-    Ok(Json(json!({
-        "data": page.products.iter().map(product_json).collect::<Vec<_>>(),
-        "has_more": page.has_more,
-        "next_cursor": next,
-        "total": page.total,
-    })))
+    Ok(Json(ProductPage {
+        data: page.products.iter().map(product).collect(),
+        has_more: page.has_more,
+        next_cursor: next,
+        total: page.total,
+    }))
 }
 
 /// `GET /v1/catalog/products/{id}` (`?include=embedding` adds the vectors).
@@ -541,7 +556,7 @@ pub async fn get(
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
     RawQuery(raw): RawQuery,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<Product>> {
     caller.require(Scope::Catalog)?;
     caller.meter.admit().await?;
     let mut include_embedding = false;
@@ -565,7 +580,7 @@ pub async fn get(
         .get_product(&caller.account.id, caller.mode(), &id, include_embedding)
         .await?
         .ok_or_else(|| product_not_found(&id))?;
-    let mut out = product_json(&p);
+    let mut out = product(&p);
     let mut features: Value = p
         .features
         .as_deref()
@@ -578,7 +593,7 @@ pub async fn get(
         }
         f.insert("color_signature".into(), json!(v.color));
     }
-    out["features"] = features;
+    out.features = Some(features);
     Ok(Json(out))
 }
 
@@ -595,7 +610,7 @@ pub async fn delete(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<Deleted>> {
     caller.require(Scope::Catalog)?;
     caller.meter.admit().await?;
     state
@@ -612,7 +627,7 @@ pub async fn delete(
             tracing::error!(error = %e, "catalog index sync after delete failed");
             ApiError::internal()
         })?;
-    Ok(Json(json!({"id": id, "deleted": true})))
+    Ok(Json(Deleted { id, deleted: true }))
 }
 
 // ------------------------------------------------------------------ search
@@ -867,7 +882,7 @@ pub async fn search(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
     body: Result<JsonBody, AppError>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<SearchAnswer>> {
     caller.require(Scope::Catalog)?;
     let JsonBody(body) = body?;
     if let Some(k) = body.keys().find(|k| !SEARCH_FIELDS.contains(&k.as_str())) {
@@ -1018,36 +1033,34 @@ pub async fn search(
     )
     .await?;
     let (plan, candidates) = (found.plan, found.candidates);
-    let results: Vec<Value> = found
+    let results: Vec<SearchHit> = found
         .hits
         .iter()
-        .map(|(h, p)| {
-            let mut scores = Map::new();
-            for (name, v) in [
-                ("visual", h.visual),
-                ("silhouette", h.silhouette),
-                ("color", h.color),
-            ] {
-                if let Some(v) = v {
-                    scores.insert(name.into(), json!(round4(v)));
-                }
-            }
-            json!({"product": product_json(p), "score": round4(h.score), "scores": scores})
+        .map(|(h, p)| SearchHit {
+            product: product(p),
+            score: round4(h.score),
+            scores: Scores {
+                visual: h.visual.map(round4),
+                silhouette: h.silhouette.map(round4),
+                color: h.color.map(round4),
+            },
         })
         .collect();
     let search_ms = t.elapsed().as_secs_f64() * 1000.0;
     metrics::histogram!("dupify_catalog_search_seconds", "plan" => format!("{plan:?}"))
         .record(search_ms / 1000.0);
     caller.meter.consumed(1);
-    Ok(Json(json!({
-        "results": results,
-        "took_ms": search_ms.round() as u64,
-        "model": model,
-        "plan": plan,
-        "candidates": candidates,
-        "query_features_ms": (feature_ms * 100.0).round() / 100.0,
-        "search_ms": (search_ms * 1000.0).round() / 1000.0,
-    })))
+    Ok(Json(SearchAnswer {
+        results,
+        took_ms: search_ms.round() as u64,
+        model: Some(model),
+        plan: serde_json::to_value(plan)
+            .ok()
+            .and_then(|v| v.as_str().map(str::to_owned)),
+        candidates: Some(candidates as u64),
+        query_features_ms: Some((feature_ms * 100.0).round() / 100.0),
+        search_ms: Some((search_ms * 1000.0).round() / 1000.0),
+    }))
 }
 
 /// `POST /v1/catalog/duplicates`: groups of near-identical products.
@@ -1055,7 +1068,7 @@ pub async fn duplicates(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
     body: Result<JsonBody, AppError>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<DuplicatesAnswer>> {
     caller.require(Scope::Catalog)?;
     let JsonBody(body) = body?;
     const FIELDS: [&str; 5] = ["threshold", "filters", "limit", "model", "cheaper_than"];
@@ -1097,14 +1110,18 @@ pub async fn duplicates(
         .await?;
     caller.meter.consumed(1);
     let total = groups.len();
-    Ok(Json(json!({
-        "groups": groups.iter().take(limit).map(|g| json!({
-            "product_ids": g.ids,
-            "score": round4(g.score),
-        })).collect::<Vec<_>>(),
-        "total_groups": total,
-        "threshold": threshold,
-        "model": model,
-        "took_ms": t.elapsed().as_millis() as u64,
-    })))
+    Ok(Json(DuplicatesAnswer {
+        groups: groups
+            .iter()
+            .take(limit)
+            .map(|g| DuplicateGroup {
+                product_ids: g.ids.clone(),
+                score: round4(g.score),
+            })
+            .collect(),
+        total_groups: total as u64,
+        threshold: Some(threshold.into()),
+        model: Some(model),
+        took_ms: Some(t.elapsed().as_millis() as u64),
+    }))
 }

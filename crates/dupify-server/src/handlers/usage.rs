@@ -6,9 +6,9 @@ use std::collections::BTreeMap;
 use axum::extract::State;
 use axum::{Extension, Json};
 use chrono::Utc;
+use dupify_api::usage as wire;
 use dupify_core::{BillingPeriod, KeyMode, Limits};
 use dupify_store::{Account, KeyRecord, Store, StoreResult};
-use serde_json::{json, Value};
 
 use crate::auth::Caller;
 use crate::error::AppResult;
@@ -112,26 +112,45 @@ pub async fn report(
 pub async fn usage(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
-) -> AppResult<Json<Value>> {
+) -> AppResult<Json<wire::Usage>> {
     caller.meter.admit().await?;
     let account = &caller.account;
     let r = report(state.store.as_ref(), account, caller.limits, caller.period).await?;
     let now = Utc::now();
-    Ok(Json(json!({
-        "account_id": account.id,
-        "tier": account.tier,
-        "period": {"start": iso(r.period.start), "end": iso(r.period.end)},
-        "monthly_limit": r.limits.monthly_calls,
-        "used": r.used,
-        "remaining": r.remaining(),
-        "rate_limit": {"per_minute": r.limits.rate_per_minute},
-        "keys": r.keys.iter().map(|k| json!({
-            "id": k.key.id, "name": k.key.name, "prefix": k.key.prefix, "mode": k.key.mode,
-            "state": k.key.state(now), "calls": k.live_calls + k.test_calls,
-        })).collect::<Vec<_>>(),
-        "days": r.days.iter().map(|d| json!({
-            "date": d.date.to_string(), "calls": d.live_calls, "test_calls": d.test_calls,
-            "by_key": d.by_key,
-        })).collect::<Vec<_>>(),
-    })))
+    Ok(Json(wire::Usage {
+        account_id: account.id.clone(),
+        tier: account.tier.as_str().to_owned(),
+        period: wire::Period {
+            start: iso(r.period.start),
+            end: iso(r.period.end),
+        },
+        monthly_limit: r.limits.monthly_calls,
+        used: r.used,
+        remaining: r.remaining(),
+        rate_limit: wire::RateLimitInfo {
+            per_minute: r.limits.rate_per_minute.into(),
+        },
+        keys: r
+            .keys
+            .iter()
+            .map(|k| wire::KeyUsage {
+                id: k.key.id.clone(),
+                name: k.key.name.clone(),
+                prefix: k.key.prefix.clone(),
+                mode: k.key.mode.as_str().to_owned(),
+                state: k.key.state(now).to_owned(),
+                calls: k.live_calls + k.test_calls,
+            })
+            .collect(),
+        days: r
+            .days
+            .iter()
+            .map(|d| wire::DayUsage {
+                date: d.date.to_string(),
+                calls: d.live_calls,
+                test_calls: d.test_calls,
+                by_key: d.by_key.clone(),
+            })
+            .collect(),
+    }))
 }
