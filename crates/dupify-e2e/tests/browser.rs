@@ -3,7 +3,7 @@
 //! `target/browser-artifacts/`.
 //!
 //! Without chromedriver the test fails (it must not pass silently); set
-//! `DUPIFY_SKIP_BROWSER=1` to skip it on a machine without a browser.
+//! `DUPIFY_SKIP_BROWSER=1` to skip it on a machine without a browser (ignored under `CI`).
 
 use std::path::PathBuf;
 use std::process::Stdio;
@@ -146,7 +146,9 @@ async fn api(
 
 #[tokio::test]
 async fn dashboard_key_lifecycle_in_a_real_browser() -> anyhow::Result<()> {
-    if std::env::var_os("DUPIFY_SKIP_BROWSER").is_some() {
+    // CI must run it: the skip switch is for developer machines only.
+    let in_ci = std::env::var("CI").is_ok_and(|v| !v.is_empty() && v != "false");
+    if std::env::var_os("DUPIFY_SKIP_BROWSER").is_some() && !in_ci {
         eprintln!("DUPIFY_SKIP_BROWSER is set: browser test skipped");
         return Ok(());
     }
