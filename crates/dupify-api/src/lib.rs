@@ -6,6 +6,7 @@
 
 pub mod catalog;
 pub mod limits;
+pub mod operation;
 pub mod results;
 pub mod usage;
 
@@ -14,6 +15,7 @@ pub use catalog::{
     Product, ProductPage, Scores, SearchAnswer, SearchHit, SilhouetteSummary, UpsertAnswer,
     UpsertStatus,
 };
+pub use operation::OperationKind;
 pub use usage::{DayUsage, KeyUsage, Period, RateLimitInfo, Usage};
 
 pub use results::{

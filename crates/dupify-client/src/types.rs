@@ -57,16 +57,7 @@ pub struct BackgroundRemoveOptions {
 }
 
 /// An operation of `POST /v1/batch`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Operation {
-    Embed,
-    Colors,
-    Silhouette,
-    Attributes,
-    Quality,
-    BackgroundRemove,
-}
+pub use dupify_api::OperationKind as Operation;
 
 /// Body of `POST /v1/batch` (without the images, which are passed separately).
 #[derive(Clone, Debug, Default, Serialize)]

@@ -28,7 +28,7 @@ pub use choice::ModelChoice;
 pub use context::{Context, ContextConfig, CpuSlots};
 pub use features::{extract_features, CatalogFeatures};
 pub use operation::{
-    ColorsOptions, CutoutOptions, MaxColors, Operation, OperationKind, Output, Task,
+    ColorsOptions, CutoutOptions, MaxColors, Operation, OperationKind, Output, RequiredScope, Task,
 };
 pub use prepare::{
     prepare, Needs, Prepared, CUTOUT_MIN_TRANSPARENT, DECODE_MIN_SIDE, FEATURE_VERSION,

@@ -14,43 +14,16 @@ use crate::context::Context;
 use crate::prepare::{Needs, Prepared};
 use crate::semantic::SemanticIndex;
 
-/// Which operation, without its options: names, scopes and the order `/v1/batch`
-/// documents them in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum OperationKind {
-    Embed,
-    Colors,
-    Silhouette,
-    Attributes,
-    Quality,
-    BackgroundRemove,
+pub use dupify_api::OperationKind;
+
+/// The scope a key needs for an operation. Quality is part of embed's answer
+/// (`include_quality`), so it shares its scope.
+pub trait RequiredScope {
+    fn scope(self) -> Scope;
 }
 
-impl OperationKind {
-    pub const ALL: [OperationKind; 6] = [
-        OperationKind::Embed,
-        OperationKind::Colors,
-        OperationKind::Silhouette,
-        OperationKind::Attributes,
-        OperationKind::Quality,
-        OperationKind::BackgroundRemove,
-    ];
-
-    /// The wire name (a `/v1/batch` operation, a result key, part of cache keys).
-    pub const fn name(self) -> &'static str {
-        match self {
-            OperationKind::Embed => "embed",
-            OperationKind::Colors => "colors",
-            OperationKind::Silhouette => "silhouette",
-            OperationKind::Attributes => "attributes",
-            OperationKind::Quality => "quality",
-            OperationKind::BackgroundRemove => "background_remove",
-        }
-    }
-
-    /// The scope a key needs for it. Quality is part of embed's answer
-    /// (`include_quality`), so it shares its scope.
-    pub const fn scope(self) -> Scope {
+impl RequiredScope for OperationKind {
+    fn scope(self) -> Scope {
         match self {
             OperationKind::Embed | OperationKind::Quality => Scope::Embed,
             OperationKind::Colors => Scope::Colors,
@@ -58,15 +31,6 @@ impl OperationKind {
             OperationKind::Attributes => Scope::Attributes,
             OperationKind::BackgroundRemove => Scope::BackgroundRemove,
         }
-    }
-
-    pub fn parse(name: &str) -> Option<OperationKind> {
-        Self::ALL.into_iter().find(|k| k.name() == name)
-    }
-
-    /// The names, comma-separated (for error messages).
-    pub fn names() -> String {
-        Self::ALL.map(OperationKind::name).join(", ")
     }
 }
 

@@ -10,7 +10,7 @@ use dupify_api::limits::{MAX_TEXTS, MAX_TEXT_CHARS};
 use dupify_api::{Answer, CutoutFormat, EmbedResult, Results};
 use dupify_core::{ApiError, Scope};
 use dupify_pipeline::{
-    ColorsOptions, CutoutOptions, MaxColors, ModelChoice, Operation, OperationKind,
+    ColorsOptions, CutoutOptions, MaxColors, ModelChoice, Operation, OperationKind, RequiredScope,
 };
 use serde_json::{json, Map, Value};
 

@@ -493,8 +493,9 @@ async fn pagination_sees_every_product_once_while_inserting() {
     assert!(ready["total"].as_u64().unwrap() >= 150);
 }
 
-#[tokio::test]
-async fn search_filters_dupes_and_weights() {
+/// A catalog of six products around a query bag: a near twin, a cheap twin, a twin
+/// priced in EUR, a shoe and a far one (in this order in the returned ids).
+async fn shop() -> (TestServer, String, Vec<String>) {
     let s = TestServer::start().await;
     let a = s.account(Tier::Unlimited, None, None).await;
     let (key, _) = s.key_with(&a, "catalog", KeyMode::Live, None).await;
@@ -561,6 +562,13 @@ async fn search_filters_dupes_and_weights() {
         ],
     )
     .await;
+    (s, key, ids)
+}
+
+/// Ranking, the query product left out, and the answer's fields.
+#[tokio::test]
+async fn search_ranks_by_similarity_and_never_returns_the_query() {
+    let (s, key, ids) = shop().await;
     let (query, twin, cheap, euro, shoe, far) =
         (&ids[0], &ids[1], &ids[2], &ids[3], &ids[4], &ids[5]);
     let r = search(&s, &key, json!({"product_id": query, "top_k": 10})).await;
@@ -590,7 +598,13 @@ async fn search_filters_dupes_and_weights() {
             && first["scores"]["color"].is_number()
     );
     assert_eq!(first["product"]["title"], "twin");
+}
 
+/// Every filter on its own: category and brand (any case), price range, currency, metadata.
+#[tokio::test]
+async fn search_filters_each_field() {
+    let (s, key, ids) = shop().await;
+    let (query, twin, cheap, euro, shoe) = (&ids[0], &ids[1], &ids[2], &ids[3], &ids[4]);
     let ids_of = |v: Value| result_ids(&v);
     // Each filter.
     assert_eq!(
@@ -648,6 +662,15 @@ async fn search_filters_dupes_and_weights() {
         ),
         vec![euro.clone()]
     );
+}
+
+/// Dupes mode in the query product's currency or a given one, exclusions and the score floor.
+#[tokio::test]
+async fn search_dupes_mode_exclusions_and_min_score() {
+    let (s, key, ids) = shop().await;
+    let (query, twin, cheap, euro, shoe, far) =
+        (&ids[0], &ids[1], &ids[2], &ids[3], &ids[4], &ids[5]);
+    let ids_of = |v: Value| result_ids(&v);
     // Dupes mode: cheaper than 50 in the query product's currency (USD).
     assert_eq!(
         ids_of(search(&s, &key, json!({"product_id": query, "cheaper_than": 50})).await),
@@ -679,6 +702,13 @@ async fn search_filters_dupes_and_weights() {
         ids_of(search(&s, &key, json!({"product_id": query, "min_score": 0.9})).await).len(),
         4
     );
+}
+
+/// Weights: a shape-only search ties (identical silhouettes), a blend averages.
+#[tokio::test]
+async fn search_weights_blend_the_components() {
+    let (s, key, ids) = shop().await;
+    let query = &ids[0];
     // Weights: silhouette and color are identical for all, so a pure-shape search ties.
     let r = search(
         &s,
@@ -701,7 +731,13 @@ async fn search_filters_dupes_and_weights() {
     let sc = &r["results"][0];
     let want = (sc["scores"]["visual"].as_f64().unwrap() + 1.0) / 2.0;
     assert!((sc["score"].as_f64().unwrap() - want).abs() < 1e-3);
+}
 
+/// Bad bodies, each naming its parameter; an unknown product is not found.
+#[tokio::test]
+async fn search_refuses_bad_requests() {
+    let (s, key, ids) = shop().await;
+    let query = &ids[0];
     // Bad requests.
     let path = "/v1/catalog/search";
     for (body, parameter) in [
