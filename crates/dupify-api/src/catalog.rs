@@ -6,6 +6,23 @@ use serde::{Deserialize, Serialize};
 
 use crate::results::{Attribute, Color, Foreground};
 
+/// Every field a product upload may carry (anything else is refused; custom data goes
+/// in `metadata`). The CLI import maps file columns with the same list.
+pub const PRODUCT_FIELDS: [&str; 12] = [
+    "title",
+    "image_url",
+    "image_base64",
+    "external_id",
+    "sku",
+    "description",
+    "brand",
+    "category",
+    "price",
+    "currency",
+    "product_url",
+    "metadata",
+];
+
 /// The shape summary of a product's silhouette (the vector itself is only sent with
 /// `include=embedding`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

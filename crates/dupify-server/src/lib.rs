@@ -7,6 +7,7 @@ pub mod app;
 pub mod auth;
 pub mod body;
 pub mod cache;
+pub mod catalog_search;
 pub mod catalog_worker;
 pub mod config;
 pub mod dashboard;

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context};
-use dupify_server::handlers::catalog::PRODUCT_FIELDS;
+use dupify_api::catalog::PRODUCT_FIELDS;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 

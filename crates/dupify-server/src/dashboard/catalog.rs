@@ -1,6 +1,6 @@
 //! The catalog page: product counts by status, a cursor-paged list with thumbnails, and
 //! "find similar" for a product, answered by the same index search as
-//! `POST /v1/catalog/search` with `product_id` ([`crate::handlers::catalog::search_index`]).
+//! `POST /v1/catalog/search` with `product_id` ([`crate::catalog_search::search_index`]).
 //! The dashboard shows the account's live catalog.
 //!
 //! Browsing here is not metered: it is the account owner looking at their own catalog,
@@ -15,7 +15,7 @@ use maud::{html, Markup};
 
 use super::page::{html_response, layout, DashError, DashResult, Nav};
 use super::session::Session;
-use crate::handlers::catalog::{decode_cursor, encode_cursor, search_index};
+use crate::catalog_search::{decode_cursor, encode_cursor, search_index};
 use crate::state::SharedState;
 
 const PAGE_SIZE: u32 = 24;

@@ -10,13 +10,13 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use base64::Engine as _;
 use chrono::Utc;
+use dupify_api::catalog::PRODUCT_FIELDS;
 use dupify_api::{
     round4, Deleted, DuplicateGroup, DuplicatesAnswer, EmbeddingError, EmbeddingStatus, Product,
     ProductPage, Scores, SearchAnswer, SearchHit, UpsertAnswer, UpsertStatus,
 };
-use dupify_catalog::{Filter, Plan, Query, Weights};
+use dupify_catalog::{Filter, Query, Weights};
 use dupify_core::{ApiError, ErrorCode, Scope};
 use dupify_store::{
     ListQuery, ProductImage, ProductInput, ProductRecord, ProductStatus, UpsertContext,
@@ -26,6 +26,7 @@ use serde_json::{json, Map, Value};
 
 use crate::auth::Caller;
 use crate::body::{field, int_field, JsonBody};
+use crate::catalog_search::{decode_cursor, encode_cursor, search_index};
 use crate::error::{AppError, AppResult};
 use crate::images::{load, ImageSource, SourceItem};
 use crate::state::SharedState;
@@ -36,23 +37,6 @@ const MAX_DESCRIPTION: usize = 10_000;
 const MAX_URL: usize = 2_048;
 const MAX_METADATA_BYTES: usize = 8 * 1024;
 const MAX_EXCLUDE: usize = 1_000;
-
-/// Every field a product upload may carry (anything else is refused; custom data goes
-/// in `metadata`). The CLI import maps file columns with the same list.
-pub const PRODUCT_FIELDS: [&str; 12] = [
-    "title",
-    "image_url",
-    "image_base64",
-    "external_id",
-    "sku",
-    "description",
-    "brand",
-    "category",
-    "price",
-    "currency",
-    "product_url",
-    "metadata",
-];
 
 fn iso(t: chrono::DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
@@ -453,21 +437,6 @@ pub async fn upload(
     .into_response())
 }
 
-pub(crate) fn encode_cursor(pk: i64) -> String {
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(format!("p1:{pk}"))
-}
-
-pub(crate) fn decode_cursor(s: &str) -> Option<i64> {
-    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
-        .decode(s.trim_end_matches('='))
-        .ok()?;
-    let text = String::from_utf8(raw).ok()?;
-    text.strip_prefix("p1:")?
-        .parse()
-        .ok()
-        .filter(|&n: &i64| n >= 0)
-}
-
 /// `GET /v1/catalog/products`: oldest first, keyset-paginated by an opaque cursor, so
 /// concurrent inserts land on later pages and deletes never shift a page.
 pub async fn list(
@@ -816,65 +785,6 @@ async fn exclusions(
         }
     }
     Ok(out)
-}
-
-/// What [`search_index`] found: hits with their products, best first.
-pub struct SearchOutcome {
-    pub hits: Vec<(dupify_catalog::Hit, ProductRecord)>,
-    pub plan: Plan,
-    pub candidates: usize,
-}
-
-/// Runs `query` on the (account, mode) catalog's index in `model`'s space and loads the
-/// hits' products. Shared by `POST /v1/catalog/search` and the dashboard.
-pub async fn search_index(
-    state: &SharedState,
-    account_id: &str,
-    mode: dupify_core::KeyMode,
-    model: &str,
-    query: Query,
-    explicit_model: bool,
-) -> Result<SearchOutcome, ApiError> {
-    let shard = state.catalogs.shard(account_id, mode).await.map_err(|e| {
-        tracing::error!(error = %e, "catalog index unavailable");
-        ApiError::unavailable("The catalog index is loading. Retry shortly.", 5)
-    })?;
-    let m = model.to_owned();
-    let result = state
-        .catalogs
-        .with_index(shard, move |idx, cfg| {
-            idx.space(&m).map(|s| s.search(&query, cfg))
-        })
-        .await?;
-    let (hits, plan, candidates) = match result.transpose()? {
-        None if explicit_model => {
-            return Err(ApiError::invalid(
-                "model",
-                format!("no product of this catalog is embedded with {model}"),
-            ))
-        }
-        None => (Vec::new(), Plan::Exact, 0),
-        Some(r) => (r.hits, r.plan, r.candidates),
-    };
-    let products = state
-        .store
-        .products_by_pk(account_id, mode, hits.iter().map(|h| h.pk).collect())
-        .await
-        .map_err(ApiError::from)?;
-    let mut by_pk: std::collections::HashMap<i64, ProductRecord> =
-        products.into_iter().map(|p| (p.pk, p)).collect();
-    let hits = hits
-        .into_iter()
-        .filter_map(|h| {
-            let p = by_pk.remove(&h.pk)?;
-            Some((h, p))
-        })
-        .collect();
-    Ok(SearchOutcome {
-        hits,
-        plan,
-        candidates,
-    })
 }
 
 /// `POST /v1/catalog/search`.
