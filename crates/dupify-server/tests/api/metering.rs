@@ -119,7 +119,9 @@ async fn quota_is_exact_under_concurrency_and_survives_restart() {
 #[tokio::test]
 async fn errors_and_cache_hits_cost_no_quota() {
     let s = TestServer::start().await;
-    let account = s.account(Tier::Free, Some(3), Some(1000)).await;
+    // 10/min refills one unit every 6 s, so "a hit leaves the rate untouched" is not
+    // blurred by a refill on a loaded machine (at 1000/min one came every 60 ms).
+    let account = s.account(Tier::Free, Some(3), Some(10)).await;
     let (key, _) = s.key_with(&account, "", KeyMode::Live, None).await;
     let img = distinct_png(7);
 
