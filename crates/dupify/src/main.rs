@@ -678,10 +678,10 @@ async fn run_local(
             std::process::exit(1);
         }
     };
-    let mut map = match serde_json::to_value(&output)? {
-        serde_json::Value::Object(m) => m,
-        other => anyhow::bail!("unexpected result shape: {other}"),
-    };
+    // Through text, not `to_value`: that widens f32 to f64 (0.909 → 0.9089999794960022),
+    // and the CLI prints what the API sends.
+    let mut map: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(&serde_json::to_string(&output)?)?;
     map.insert("cached".into(), false.into());
     map.insert(
         "processing_time_ms".into(),
