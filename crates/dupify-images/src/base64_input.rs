@@ -125,10 +125,17 @@ pub fn decode_base64(s: &str, parameter: &str, limits: &IntakeLimits) -> Result<
     if bytes.is_empty() {
         return Err(invalid(parameter, "it decodes to no data"));
     }
-    if bytes.len() > limits.max_image_bytes {
+    check_size(bytes.len(), parameter, limits)?;
+    Ok(bytes)
+}
+
+/// Refuses an image of `len` bytes over the intake limit, naming `parameter` (for bytes
+/// that arrive decoded already, e.g. an uploaded file).
+pub fn check_size(len: usize, parameter: &str, limits: &IntakeLimits) -> Result<(), ApiError> {
+    if len > limits.max_image_bytes {
         return Err(too_large(parameter, limits));
     }
-    Ok(bytes)
+    Ok(())
 }
 
 fn too_large(parameter: &str, limits: &IntakeLimits) -> ApiError {

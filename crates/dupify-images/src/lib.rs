@@ -13,7 +13,7 @@ mod fetch;
 mod ip;
 mod resize;
 
-pub use base64_input::decode_base64;
+pub use base64_input::{check_size as check_image_size, decode_base64};
 pub use decode::{decode, sniff, DecodeTarget, DecodedImage, ImageFormat};
 pub use fetch::{parse_image_url, FetchPolicy, Fetcher, MAX_URL_LEN};
 pub use ip::is_refused_ip;

@@ -150,10 +150,7 @@ pub async fn load(state: &AppState, item: &SourceItem) -> Result<LoadedImage, Ap
             Ok(LoadedImage { bytes, sha256 })
         }
         ImageSource::Bytes(bytes) => {
-            if bytes.len() > state.pipeline.intake.max_image_bytes {
-                return Err(ApiError::from_code(dupify_core::ErrorCode::ImageTooLarge)
-                    .detail("parameter", item.parameter.as_str()));
-            }
+            dupify_images::check_image_size(bytes.len(), &item.parameter, &state.pipeline.intake)?;
             let b = bytes.clone();
             let sha256 = tokio::task::spawn_blocking(move || dupify_images::sha256(&b))
                 .await
