@@ -52,18 +52,6 @@ impl ModelChoice {
         })
     }
 
-    /// Refuses work that needs the CLIP model when one should be loaded but is not:
-    /// answering from `dupify-visual-v1` instead would mix two vector spaces.
-    pub fn require_clip_if_expected(&self, models: &Models) -> Result<(), ApiError> {
-        match (&self.clip, models.clip_problem()) {
-            (None, Some(reason)) => Err(ApiError::unavailable(
-                format!("the CLIP model is not loaded: {reason}"),
-                30,
-            )),
-            _ => Ok(()),
-        }
-    }
-
     /// The segmentation model as it enters cache keys: name and file fingerprint.
     pub fn segmenter_key(&self) -> String {
         self.segmenter
@@ -74,5 +62,17 @@ impl ModelChoice {
     /// The CLIP model as it enters cache keys, when one is loaded.
     pub fn clip_key(&self) -> Option<String> {
         self.clip.as_ref().map(|c| c.key())
+    }
+}
+
+/// Refuses work that needs the CLIP model when one should be loaded but is not:
+/// answering from `dupify-visual-v1` instead would mix two vector spaces.
+pub fn require_clip_if_expected(models: &Models) -> Result<(), ApiError> {
+    match (models.clip(), models.clip_problem()) {
+        (None, Some(reason)) => Err(ApiError::unavailable(
+            format!("the CLIP model is not loaded: {reason}"),
+            30,
+        )),
+        _ => Ok(()),
     }
 }

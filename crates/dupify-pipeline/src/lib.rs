@@ -24,7 +24,7 @@ mod prepare;
 mod process;
 pub mod semantic;
 
-pub use choice::ModelChoice;
+pub use choice::{require_clip_if_expected, ModelChoice};
 pub use context::{Context, ContextConfig, CpuSlots};
 pub use features::{extract_features, CatalogFeatures};
 pub use operation::{

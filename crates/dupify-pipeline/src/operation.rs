@@ -164,7 +164,7 @@ impl Context {
     pub async fn plan(&self, op: Operation, models: &ModelChoice) -> Result<Task, ApiError> {
         let kind = op.kind();
         if matches!(kind, OperationKind::Embed | OperationKind::Attributes) {
-            models.require_clip_if_expected(&self.models)?;
+            crate::choice::require_clip_if_expected(&self.models)?;
         }
         if kind == OperationKind::BackgroundRemove && models.segmenter.is_none() {
             return Err(ApiError::unavailable(

@@ -135,11 +135,7 @@ async fn embed_text(
         }
     };
     let models = state.models();
-    if let (None, Some(reason)) = (models.clip(), models.clip_problem()) {
-        return Err(
-            ApiError::unavailable(format!("the CLIP model is not loaded: {reason}"), 30).into(),
-        );
-    }
+    dupify_pipeline::require_clip_if_expected(models)?;
     let clip = match models.clip() {
         Some(c) if c.has_text() => c.clone(),
         _ => {
