@@ -7,6 +7,7 @@
 pub mod catalog;
 pub mod limits;
 pub mod operation;
+pub mod requests;
 pub mod results;
 pub mod usage;
 

@@ -186,6 +186,22 @@ impl std::fmt::Display for ApiError {
 
 impl std::error::Error for ApiError {}
 
+/// A request the wire contract refused (docs/API.md, "Errors": the parameter is always named).
+impl From<dupify_api::requests::Rejection> for ApiError {
+    fn from(r: dupify_api::requests::Rejection) -> Self {
+        use dupify_api::requests::RejectionKind;
+        let code = match r.kind {
+            RejectionKind::Missing => ErrorCode::MissingParameter,
+            RejectionKind::Invalid => ErrorCode::InvalidParameter,
+        };
+        let mut e = ApiError::new(code, r.message).detail("parameter", r.parameter);
+        for (k, v) in r.details.into_iter().flat_map(|d| *d) {
+            e = e.detail(&k, v);
+        }
+        e
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

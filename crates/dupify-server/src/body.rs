@@ -1,16 +1,30 @@
-//! JSON request bodies and field validation. Every rejection names the parameter at
-//! fault, so clients can fix the request without guessing.
+//! JSON request bodies. The body is checked to be a JSON object here; its fields are
+//! read by the wire contract's request types (`dupify_api::requests`), whose rejections
+//! name the parameter at fault, so clients can fix the request without guessing.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
 use axum::http::header;
+use dupify_api::requests::Request as WireRequest;
 use dupify_core::{ApiError, ErrorCode};
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 use crate::error::AppError;
 
 /// A request body that must be a JSON object.
-pub struct JsonBody(pub Map<String, Value>);
+pub struct JsonBody(pub Value);
+
+impl JsonBody {
+    /// The body read as a request type (see `dupify_api::requests`).
+    pub fn parse<T: WireRequest>(&self) -> Result<T, ApiError> {
+        Ok(dupify_api::requests::parse(&self.0)?)
+    }
+
+    /// True when the body has this field (even `null`).
+    pub fn has(&self, name: &str) -> bool {
+        self.0.get(name).is_some()
+    }
+}
 
 fn is_json_content_type(v: &str) -> bool {
     let mime = v
@@ -58,65 +72,8 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
         let value: Value = serde_json::from_slice(&bytes)
             .map_err(|e| ApiError::invalid("body", format!("the body is not valid JSON: {e}")))?;
         match value {
-            Value::Object(map) => Ok(JsonBody(map)),
+            Value::Object(_) => Ok(JsonBody(value)),
             _ => Err(ApiError::invalid("body", "the body must be a JSON object").into()),
         }
-    }
-}
-
-/// A field that is absent and a field that is `null` mean the same: not given.
-pub fn field<'a>(map: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
-    map.get(name).filter(|v| !v.is_null())
-}
-
-pub fn bool_field(map: &Map<String, Value>, name: &str, default: bool) -> Result<bool, ApiError> {
-    match field(map, name) {
-        None => Ok(default),
-        Some(Value::Bool(b)) => Ok(*b),
-        Some(v) => Err(
-            ApiError::invalid(name, format!("{name} must be true or false"))
-                .detail("value", v.clone()),
-        ),
-    }
-}
-
-/// An integer in `[min, max]`; floats with a fractional part and strings are refused.
-pub fn int_field(
-    map: &Map<String, Value>,
-    name: &str,
-    min: i64,
-    max: i64,
-    default: i64,
-) -> Result<i64, ApiError> {
-    let Some(v) = field(map, name) else {
-        return Ok(default);
-    };
-    let n = v.as_i64().or_else(|| {
-        v.as_f64()
-            .filter(|f| f.fract() == 0.0 && f.abs() < 1e15)
-            .map(|f| f as i64)
-    });
-    match n {
-        Some(n) if (min..=max).contains(&n) => Ok(n),
-        _ => Err(ApiError::invalid(
-            name,
-            format!("{name} must be an integer between {min} and {max}"),
-        )
-        .detail("value", v.clone())),
-    }
-}
-
-/// An options object (e.g. `options` in batch); absent means empty.
-pub fn object_field<'a>(
-    map: &'a Map<String, Value>,
-    name: &str,
-) -> Result<Option<&'a Map<String, Value>>, ApiError> {
-    match field(map, name) {
-        None => Ok(None),
-        Some(Value::Object(m)) => Ok(Some(m)),
-        Some(_) => Err(ApiError::invalid(
-            name,
-            format!("{name} must be a JSON object"),
-        )),
     }
 }

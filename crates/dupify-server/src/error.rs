@@ -33,7 +33,8 @@ macro_rules! via_api_error {
 via_api_error!(
     dupify_store::StoreError,
     dupify_catalog::CatalogError,
-    dupify_models::EngineError
+    dupify_models::EngineError,
+    dupify_api::requests::Rejection
 );
 
 /// A blocking task that panicked or was cancelled: a bug, logged with its cause.

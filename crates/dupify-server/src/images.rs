@@ -2,14 +2,11 @@
 //! or `images`, then the bytes obtained (download or base64) and hashed.
 
 use bytes::Bytes;
+use dupify_api::requests::{ImageInput, ImageRef, ImageSources, SourceRef};
 use dupify_core::ApiError;
-use serde_json::{Map, Value};
 use url::Url;
 
-use crate::body::field;
 use crate::state::AppState;
-
-pub const MAX_BATCH: usize = 10;
 
 /// One image as the client gave it, validated but not yet loaded.
 #[derive(Debug, Clone)]
@@ -33,95 +30,38 @@ pub enum ImagesRequest {
     Batch(Vec<Result<SourceItem, ApiError>>),
 }
 
-const FORMS: &str = "image_url, image_base64 or images";
-
-fn parse_one(
-    obj: &Map<String, Value>,
-    prefix: &str,
+/// One image of the request: a URL is checked against the fetch policy here (before
+/// any work or metering), base64 is decoded when loaded.
+pub fn parse_source(
+    r: SourceRef,
     policy: &dupify_images::FetchPolicy,
 ) -> Result<SourceItem, ApiError> {
-    let url = field(obj, "image_url");
-    let b64 = field(obj, "image_base64");
-    match (url, b64) {
-        (Some(_), Some(_)) => Err(ApiError::invalid(
-            &format!("{prefix}image_base64"),
-            "send either image_url or image_base64, not both",
-        )),
-        (None, None) => Err(ApiError::missing(&format!("{prefix}image_url")).detail(
-            "alternatives",
-            vec![
-                format!("{prefix}image_url"),
-                format!("{prefix}image_base64"),
-            ],
-        )),
-        (Some(v), None) => {
-            let parameter = format!("{prefix}image_url");
-            let s = v
-                .as_str()
-                .ok_or_else(|| ApiError::invalid(&parameter, "image_url must be a string"))?;
-            let url = dupify_images::parse_image_url(s, &parameter, policy)?;
-            Ok(SourceItem {
-                source: ImageSource::Url(url),
-                parameter,
-            })
+    let source = match r.image {
+        ImageRef::Url(s) => {
+            ImageSource::Url(dupify_images::parse_image_url(&s, &r.parameter, policy)?)
         }
-        (None, Some(v)) => {
-            let parameter = format!("{prefix}image_base64");
-            let s = v
-                .as_str()
-                .ok_or_else(|| ApiError::invalid(&parameter, "image_base64 must be a string"))?;
-            Ok(SourceItem {
-                source: ImageSource::Base64(s.to_owned()),
-                parameter,
-            })
-        }
-    }
+        ImageRef::Base64(s) => ImageSource::Base64(s),
+    };
+    Ok(SourceItem {
+        source,
+        parameter: r.parameter,
+    })
 }
 
-/// Reads the image fields of a request body.
+/// The image fields of a request body (docs/API.md, "Images in"), validated.
 pub fn parse_images(
-    body: &Map<String, Value>,
+    input: ImageInput,
     policy: &dupify_images::FetchPolicy,
 ) -> Result<ImagesRequest, ApiError> {
-    let present: Vec<&str> = ["image_url", "image_base64", "images"]
-        .into_iter()
-        .filter(|k| field(body, k).is_some())
-        .collect();
-    match present.as_slice() {
-        [] => Err(ApiError::missing("image_url")
-            .with_message(format!("one of {FORMS} is required"))
-            .detail("alternatives", vec!["image_url", "image_base64", "images"])),
-        [_, second, ..] => Err(ApiError::invalid(
-            second,
-            format!("send exactly one of {FORMS}"),
-        )),
-        ["images"] => {
-            let Some(Value::Array(items)) = field(body, "images") else {
-                return Err(ApiError::invalid("images", "images must be an array"));
-            };
-            if items.is_empty() || items.len() > MAX_BATCH {
-                return Err(ApiError::invalid(
-                    "images",
-                    format!("images must contain 1 to {MAX_BATCH} items"),
-                )
-                .detail("count", items.len()));
-            }
-            Ok(ImagesRequest::Batch(
-                items
-                    .iter()
-                    .enumerate()
-                    .map(|(i, item)| match item {
-                        Value::Object(o) => parse_one(o, &format!("images[{i}]."), policy),
-                        _ => Err(ApiError::invalid(
-                            &format!("images[{i}]"),
-                            "each item of images must be an object with image_url or image_base64",
-                        )),
-                    })
-                    .collect(),
-            ))
-        }
-        _ => Ok(ImagesRequest::Single(parse_one(body, "", policy)?)),
-    }
+    Ok(match input.sources()? {
+        ImageSources::Single(r) => ImagesRequest::Single(parse_source(r, policy)?),
+        ImageSources::Batch(items) => ImagesRequest::Batch(
+            items
+                .into_iter()
+                .map(|r| parse_source(r?, policy))
+                .collect(),
+        ),
+    })
 }
 
 /// Image bytes with their SHA-256.

@@ -11,7 +11,10 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use chrono::Utc;
-use dupify_api::catalog::PRODUCT_FIELDS;
+use dupify_api::requests::{
+    DuplicatesRequest, Filters, ProductUpload, ProductsUpload, SearchQuery, SearchRequest,
+    SearchWeights,
+};
 use dupify_api::{
     round4, Deleted, DuplicateGroup, DuplicatesAnswer, EmbeddingError, EmbeddingStatus, Product,
     ProductPage, Scores, SearchAnswer, SearchHit, UpsertAnswer, UpsertStatus,
@@ -25,138 +28,14 @@ use dupify_store::{
 use serde_json::{json, Map, Value};
 
 use crate::auth::Caller;
-use crate::body::{field, int_field, JsonBody};
+use crate::body::JsonBody;
 use crate::catalog_search::{decode_cursor, encode_cursor, search_index};
 use crate::error::{AppError, AppResult};
-use crate::images::{load, ImageSource, SourceItem};
+use crate::images::{load, parse_source, ImageSource};
 use crate::state::SharedState;
-
-const MAX_TITLE: usize = 500;
-const MAX_SHORT: usize = 256;
-const MAX_DESCRIPTION: usize = 10_000;
-const MAX_URL: usize = 2_048;
-const MAX_METADATA_BYTES: usize = 8 * 1024;
-const MAX_EXCLUDE: usize = 1_000;
 
 fn iso(t: chrono::DateTime<Utc>) -> String {
     t.format("%Y-%m-%dT%H:%M:%SZ").to_string()
-}
-
-// ------------------------------------------------------------------ validation
-
-fn opt_string(
-    obj: &Map<String, Value>,
-    name: &str,
-    prefix: &str,
-    max: usize,
-) -> Result<Option<String>, ApiError> {
-    let parameter = format!("{prefix}{name}");
-    match field(obj, name) {
-        None => Ok(None),
-        Some(Value::String(s)) => {
-            let t = s.trim();
-            if t.is_empty() {
-                return Err(ApiError::invalid(
-                    &parameter,
-                    format!("{name} must not be empty"),
-                ));
-            }
-            if t.chars().count() > max {
-                return Err(ApiError::invalid(
-                    &parameter,
-                    format!("{name} must be at most {max} characters"),
-                ));
-            }
-            Ok(Some(t.to_owned()))
-        }
-        Some(v) => Err(
-            ApiError::invalid(&parameter, format!("{name} must be a string"))
-                .detail("value", v.clone()),
-        ),
-    }
-}
-
-fn opt_number(obj: &Map<String, Value>, name: &str, prefix: &str) -> Result<Option<f64>, ApiError> {
-    let parameter = format!("{prefix}{name}");
-    match field(obj, name) {
-        None => Ok(None),
-        Some(v) => match v.as_f64() {
-            Some(n) if n.is_finite() && n >= 0.0 && v.is_number() => Ok(Some(n)),
-            _ => Err(
-                ApiError::invalid(&parameter, format!("{name} must be a number ≥ 0"))
-                    .detail("value", v.clone()),
-            ),
-        },
-    }
-}
-
-fn currency(
-    obj: &Map<String, Value>,
-    name: &str,
-    prefix: &str,
-) -> Result<Option<String>, ApiError> {
-    let parameter = format!("{prefix}{name}");
-    match opt_string(obj, name, prefix, 3)? {
-        None => Ok(None),
-        Some(c) if c.len() == 3 && c.chars().all(|ch| ch.is_ascii_alphabetic()) => {
-            Ok(Some(c.to_ascii_uppercase()))
-        }
-        Some(c) => Err(ApiError::invalid(
-            &parameter,
-            "currency must be a three-letter ISO-4217 code such as USD",
-        )
-        .detail("value", c)),
-    }
-}
-
-fn http_url(
-    obj: &Map<String, Value>,
-    name: &str,
-    prefix: &str,
-) -> Result<Option<String>, ApiError> {
-    let parameter = format!("{prefix}{name}");
-    let Some(s) = opt_string(obj, name, prefix, MAX_URL)? else {
-        return Ok(None);
-    };
-    match url::Url::parse(&s) {
-        Ok(u) if matches!(u.scheme(), "http" | "https") && u.host().is_some() => Ok(Some(s)),
-        _ => Err(
-            ApiError::invalid(&parameter, format!("{name} must be an http(s) URL"))
-                .detail("value", s),
-        ),
-    }
-}
-
-/// A flat object: string, number, boolean or null values; at most 8 KB as JSON.
-fn metadata(obj: &Map<String, Value>, prefix: &str) -> Result<Map<String, Value>, ApiError> {
-    let parameter = format!("{prefix}metadata");
-    match field(obj, "metadata") {
-        None => Ok(Map::new()),
-        Some(Value::Object(m)) => {
-            if let Some((k, _)) = m
-                .iter()
-                .find(|(_, v)| matches!(v, Value::Object(_) | Value::Array(_)))
-            {
-                return Err(ApiError::invalid(
-                    &format!("{parameter}.{k}"),
-                    "metadata must be a flat object: values are strings, numbers, booleans or null",
-                ));
-            }
-            let size = serde_json::to_string(m).map(|s| s.len()).unwrap_or(0);
-            if size > MAX_METADATA_BYTES {
-                return Err(ApiError::invalid(
-                    &parameter,
-                    format!("metadata must be at most {MAX_METADATA_BYTES} bytes as JSON"),
-                )
-                .detail("size", size));
-            }
-            Ok(m.clone())
-        }
-        Some(_) => Err(ApiError::invalid(
-            &parameter,
-            "metadata must be a JSON object",
-        )),
-    }
 }
 
 fn sha_hex(parts: &[&[u8]]) -> String {
@@ -168,85 +47,42 @@ fn sha_hex(parts: &[&[u8]]) -> String {
     hex::encode(h.finalize())
 }
 
-/// One product of an upload, validated; base64 images are decoded here so a bad one
-/// fails the upload, not the background job.
+/// One product of an upload, read at `prefix` of the body; base64 images are decoded
+/// here so a bad one fails the upload, not the background job.
 async fn parse_product(
     state: &SharedState,
     v: &Value,
     prefix: &str,
 ) -> Result<ProductInput, ApiError> {
-    let Value::Object(obj) = v else {
-        return Err(ApiError::invalid(
-            prefix.trim_end_matches('.'),
-            "each product must be a JSON object",
-        ));
-    };
-    if let Some(k) = obj.keys().find(|k| !PRODUCT_FIELDS.contains(&k.as_str())) {
-        return Err(ApiError::invalid(
-            &format!("{prefix}{k}"),
-            format!(
-                "unknown product field {k:?}; put custom fields in metadata (known: {})",
-                PRODUCT_FIELDS.join(", ")
-            ),
-        ));
-    }
-    let title = opt_string(obj, "title", prefix, MAX_TITLE)?
-        .ok_or_else(|| ApiError::missing(&format!("{prefix}title")))?;
-    let url = field(obj, "image_url");
-    let b64 = field(obj, "image_base64");
-    let (image, image_ref) = match (url, b64) {
-        (Some(_), Some(_)) => {
-            return Err(ApiError::invalid(
-                &format!("{prefix}image_base64"),
-                "send either image_url or image_base64, not both",
-            ))
-        }
-        (None, None) => {
-            return Err(ApiError::missing(&format!("{prefix}image_url")).detail(
-                "alternatives",
-                vec![
-                    format!("{prefix}image_url"),
-                    format!("{prefix}image_base64"),
-                ],
-            ))
-        }
-        (Some(v), None) => {
-            let parameter = format!("{prefix}image_url");
-            let s = v
-                .as_str()
-                .ok_or_else(|| ApiError::invalid(&parameter, "image_url must be a string"))?;
-            let u = dupify_images::parse_image_url(s, &parameter, &state.fetch_policy)?;
+    let mut p: ProductUpload = dupify_api::requests::parse_under(v, prefix)?;
+    let mut image = p.take_image();
+    image.parameter = format!("{prefix}{}", image.parameter);
+    let item = parse_source(image, &state.fetch_policy)?;
+    let (image, image_ref) = match &item.source {
+        ImageSource::Url(u) => {
             let s = u.to_string();
             let r = sha_hex(&[b"url:", s.as_bytes()]);
             (ProductImage::Url(s), r)
         }
-        (None, Some(v)) => {
-            let parameter = format!("{prefix}image_base64");
-            let s = v
-                .as_str()
-                .ok_or_else(|| ApiError::invalid(&parameter, "image_base64 must be a string"))?;
-            let item = SourceItem {
-                source: ImageSource::Base64(s.to_owned()),
-                parameter,
-            };
+        _ => {
             let loaded = load(state, &item).await?;
             let r = sha_hex(&[b"bytes:", &loaded.sha256]);
             (ProductImage::Bytes(loaded.bytes.to_vec()), r)
         }
     };
     Ok(ProductInput {
-        external_id: opt_string(obj, "external_id", prefix, MAX_SHORT)?,
-        title,
-        sku: opt_string(obj, "sku", prefix, MAX_SHORT)?,
-        description: opt_string(obj, "description", prefix, MAX_DESCRIPTION)?,
-        brand: opt_string(obj, "brand", prefix, MAX_SHORT)?,
-        category: opt_string(obj, "category", prefix, MAX_SHORT)?,
-        price: opt_number(obj, "price", prefix)?,
-        currency: currency(obj, "currency", prefix)?.unwrap_or_else(|| "USD".into()),
-        product_url: http_url(obj, "product_url", prefix)?,
+        external_id: p.external_id,
+        title: p.title.unwrap_or_default(),
+        sku: p.sku,
+        description: p.description,
+        brand: p.brand,
+        category: p.category,
+        price: p.price,
+        currency: p.currency.unwrap_or_else(|| "USD".into()),
+        product_url: p.product_url,
         image,
         image_ref,
-        metadata: Value::Object(metadata(obj, prefix)?).to_string(),
+        metadata: Value::Object(p.metadata.unwrap_or_default()).to_string(),
     })
 }
 
@@ -330,42 +166,31 @@ pub async fn upload(
     body: Result<JsonBody, AppError>,
 ) -> AppResult<Response> {
     caller.require(Scope::Catalog)?;
-    let JsonBody(body) = body?;
+    let body = body?;
     caller.meter.admit().await?;
     let limit = caller.limits.products_per_upload as usize;
-    let (batch, parsed): (bool, Vec<Result<ProductInput, ApiError>>) =
-        if body.contains_key("products") {
-            if let Some(k) = body.keys().find(|k| *k != "products") {
-                return Err(ApiError::invalid(
-                k,
-                "a batch upload has only the products field; put product fields inside each item",
+    let (batch, parsed): (bool, Vec<Result<ProductInput, ApiError>>) = if body.has("products") {
+        let items = body.parse::<ProductsUpload>()?.products.unwrap_or_default();
+        if items.is_empty() || items.len() > limit {
+            return Err(ApiError::invalid(
+                "products",
+                format!(
+                    "products must contain 1 to {limit} items on the {} tier",
+                    caller.account.tier.as_str()
+                ),
             )
+            .detail("count", items.len())
+            .detail("limit", limit)
             .into());
-            }
-            let Some(Value::Array(items)) = field(&body, "products") else {
-                return Err(ApiError::invalid("products", "products must be an array").into());
-            };
-            if items.is_empty() || items.len() > limit {
-                return Err(ApiError::invalid(
-                    "products",
-                    format!(
-                        "products must contain 1 to {limit} items on the {} tier",
-                        caller.account.tier.as_str()
-                    ),
-                )
-                .detail("count", items.len())
-                .detail("limit", limit)
-                .into());
-            }
-            let mut out = Vec::with_capacity(items.len());
-            for (i, item) in items.iter().enumerate() {
-                out.push(parse_product(&state, item, &format!("products[{i}].")).await);
-            }
-            (true, out)
-        } else {
-            let p = parse_product(&state, &Value::Object(body), "").await?;
-            (false, vec![Ok(p)])
-        };
+        }
+        let mut out = Vec::with_capacity(items.len());
+        for (i, item) in items.iter().enumerate() {
+            out.push(parse_product(&state, item, &format!("products[{i}].")).await);
+        }
+        (true, out)
+    } else {
+        (false, vec![Ok(parse_product(&state, &body.0, "").await?)])
+    };
     let ctx = UpsertContext {
         account_id: caller.account.id.clone(),
         mode: caller.mode(),
@@ -601,125 +426,30 @@ pub async fn delete(
 
 // ------------------------------------------------------------------ search
 
-fn unit_number(
-    obj: &Map<String, Value>,
-    name: &str,
-    parameter: &str,
-    default: f64,
-) -> Result<f64, ApiError> {
-    match field(obj, name) {
-        None => Ok(default),
-        Some(v) => match v.as_f64() {
-            Some(n) if v.is_number() && (0.0..=1.0).contains(&n) => Ok(n),
-            _ => Err(ApiError::invalid(
-                parameter,
-                format!("{name} must be a number between 0 and 1"),
-            )
-            .detail("value", v.clone())),
+/// The catalog filter a request's `filters` and `cheaper_than` describe.
+fn filter(filters: Option<Filters>, cheaper_than: Option<f64>) -> Filter {
+    let f = filters.unwrap_or_default();
+    Filter {
+        category: f.category,
+        brand: f.brand,
+        price_min: f.price_min,
+        price_max: f.price_max,
+        currency: f.currency,
+        metadata: f.metadata.unwrap_or_default(),
+        cheaper_than,
+        exclude: HashSet::new(),
+    }
+}
+
+fn weights(w: Option<SearchWeights>) -> Weights {
+    match w {
+        None => Weights::default(),
+        Some(w) => Weights {
+            visual: w.visual.unwrap_or(0.0) as f32,
+            silhouette: w.silhouette.unwrap_or(0.0) as f32,
+            color: w.color.unwrap_or(0.0) as f32,
         },
     }
-}
-
-fn parse_filters(body: &Map<String, Value>) -> Result<Filter, ApiError> {
-    let mut f = Filter::default();
-    if let Some(v) = field(body, "filters") {
-        let Value::Object(o) = v else {
-            return Err(ApiError::invalid(
-                "filters",
-                "filters must be a JSON object",
-            ));
-        };
-        const KNOWN: [&str; 6] = [
-            "category",
-            "brand",
-            "price_min",
-            "price_max",
-            "currency",
-            "metadata",
-        ];
-        if let Some(k) = o.keys().find(|k| !KNOWN.contains(&k.as_str())) {
-            return Err(ApiError::invalid(
-                &format!("filters.{k}"),
-                format!("unknown filter; use {}", KNOWN.join(", ")),
-            ));
-        }
-        f.category = opt_string(o, "category", "filters.", MAX_SHORT)?.map(|s| s.to_lowercase());
-        f.brand = opt_string(o, "brand", "filters.", MAX_SHORT)?.map(|s| s.to_lowercase());
-        f.price_min = opt_number(o, "price_min", "filters.")?;
-        f.price_max = opt_number(o, "price_max", "filters.")?;
-        if let (Some(a), Some(b)) = (f.price_min, f.price_max) {
-            if a > b {
-                return Err(ApiError::invalid(
-                    "filters.price_min",
-                    "price_min must not be above price_max",
-                ));
-            }
-        }
-        f.currency = currency(o, "currency", "filters.")?;
-        f.metadata = metadata(o, "filters.")?;
-    }
-    if let Some(v) = field(body, "cheaper_than") {
-        match v.as_f64() {
-            Some(n) if v.is_number() && n.is_finite() && n > 0.0 => f.cheaper_than = Some(n),
-            _ => {
-                return Err(
-                    ApiError::invalid("cheaper_than", "cheaper_than must be a number > 0")
-                        .detail("value", v.clone()),
-                )
-            }
-        }
-    }
-    Ok(f)
-}
-
-fn parse_weights(body: &Map<String, Value>) -> Result<Weights, ApiError> {
-    let Some(v) = field(body, "weights") else {
-        return Ok(Weights::default());
-    };
-    let Value::Object(o) = v else {
-        return Err(ApiError::invalid(
-            "weights",
-            "weights must be a JSON object",
-        ));
-    };
-    if let Some(k) = o
-        .keys()
-        .find(|k| !["visual", "silhouette", "color"].contains(&k.as_str()))
-    {
-        return Err(ApiError::invalid(
-            &format!("weights.{k}"),
-            "unknown weight; use visual, silhouette, color",
-        ));
-    }
-    let w = |name: &str, default: f32| -> Result<f32, ApiError> {
-        match field(o, name) {
-            None => Ok(default),
-            Some(v) => match v.as_f64() {
-                Some(n) if v.is_number() && n.is_finite() && (0.0..=100.0).contains(&n) => {
-                    Ok(n as f32)
-                }
-                _ => Err(ApiError::invalid(
-                    &format!("weights.{name}"),
-                    "a weight must be a number between 0 and 100",
-                )
-                .detail("value", v.clone())),
-            },
-        }
-    };
-    // Weights not given are 0 once any weight is given: {"silhouette": 1} is a pure
-    // shape search.
-    let weights = Weights {
-        visual: w("visual", 0.0)?,
-        silhouette: w("silhouette", 0.0)?,
-        color: w("color", 0.0)?,
-    };
-    if weights.visual + weights.silhouette + weights.color <= 0.0 {
-        return Err(ApiError::invalid(
-            "weights",
-            "at least one weight must be above 0",
-        ));
-    }
-    Ok(weights)
 }
 
 /// The embedding model new products are processed with (and image/text queries use).
@@ -731,55 +461,19 @@ pub fn current_model(state: &SharedState) -> String {
         .unwrap_or_else(|| dupify_vision::VISUAL_MODEL.to_owned())
 }
 
-const SEARCH_FIELDS: [&str; 11] = [
-    "image_url",
-    "image_base64",
-    "product_id",
-    "text",
-    "top_k",
-    "min_score",
-    "filters",
-    "cheaper_than",
-    "weights",
-    "exclude_ids",
-    "model",
-];
-
 /// Resolves `exclude_ids` (product ids of this catalog) to row ids; unknown ids are
 /// ignored, as they cannot appear in results anyway.
 async fn exclusions(
     state: &SharedState,
     caller: &Caller,
-    body: &Map<String, Value>,
+    ids: &[String],
 ) -> Result<HashSet<i64>, ApiError> {
-    let Some(v) = field(body, "exclude_ids") else {
-        return Ok(HashSet::new());
-    };
-    let Value::Array(items) = v else {
-        return Err(ApiError::invalid(
-            "exclude_ids",
-            "exclude_ids must be an array of product ids",
-        ));
-    };
-    if items.len() > MAX_EXCLUDE {
-        return Err(ApiError::invalid(
-            "exclude_ids",
-            format!("exclude_ids takes at most {MAX_EXCLUDE} ids"),
-        ));
-    }
     let mut out = HashSet::new();
-    for (i, item) in items.iter().enumerate() {
-        let Some(id) = item.as_str() else {
-            return Err(ApiError::invalid(
-                &format!("exclude_ids[{i}]"),
-                "each id must be a string",
-            ));
-        };
+    for id in ids {
         if let Some(p) = state
             .store
             .get_product(&caller.account.id, caller.mode(), id, false)
-            .await
-            .map_err(ApiError::from)?
+            .await?
         {
             out.insert(p.pk);
         }
@@ -794,50 +488,15 @@ pub async fn search(
     body: Result<JsonBody, AppError>,
 ) -> AppResult<Json<SearchAnswer>> {
     caller.require(Scope::Catalog)?;
-    let JsonBody(body) = body?;
-    if let Some(k) = body.keys().find(|k| !SEARCH_FIELDS.contains(&k.as_str())) {
-        return Err(ApiError::invalid(
-            k,
-            format!("unknown field; search takes {}", SEARCH_FIELDS.join(", ")),
-        )
-        .into());
-    }
-    let forms: Vec<&str> = ["image_url", "image_base64", "product_id", "text"]
-        .into_iter()
-        .filter(|k| field(&body, k).is_some())
-        .collect();
-    match forms.as_slice() {
-        [] => {
-            return Err(ApiError::missing("image_url")
-                .with_message("one of image_url, image_base64, product_id or text is required")
-                .detail(
-                    "alternatives",
-                    vec!["image_url", "image_base64", "product_id", "text"],
-                )
-                .into())
-        }
-        [_, second, ..] => {
-            return Err(ApiError::invalid(
-                second,
-                "send exactly one of image_url, image_base64, product_id or text",
-            )
-            .into())
-        }
-        _ => {}
-    }
-    let top_k = int_field(&body, "top_k", 1, 100, 10)? as usize;
-    let min_score = unit_number(&body, "min_score", "min_score", 0.0)? as f32;
-    let weights = parse_weights(&body)?;
-    let mut filter = parse_filters(&body)?;
-    let model_opt = field(&body, "model")
-        .map(|v| {
-            v.as_str()
-                .map(str::to_owned)
-                .ok_or_else(|| ApiError::invalid("model", "model must be a string"))
-        })
-        .transpose()?;
+    let mut req: SearchRequest = body?.parse()?;
+    let top_k = req.top_k()?;
+    let min_score = req.min_score.unwrap_or(0.0) as f32;
+    let weights = weights(req.weights.take());
+    let mut filter = filter(req.filters.take(), req.cheaper_than);
+    let model_opt = req.model.take();
     caller.meter.admit().await?;
-    filter.exclude = exclusions(&state, &caller, &body).await?;
+    let excluded = req.exclude_ids.take().unwrap_or_default();
+    filter.exclude = exclusions(&state, &caller, &excluded).await?;
     caller.meter.reserve(1).await?;
     let started = Instant::now();
 
@@ -847,11 +506,9 @@ pub async fn search(
         min_score,
         ..Query::default()
     };
-    let model = match forms[0] {
-        "product_id" => {
-            let id = field(&body, "product_id")
-                .and_then(Value::as_str)
-                .ok_or_else(|| ApiError::invalid("product_id", "product_id must be a string"))?;
+    let model = match req.take_query() {
+        SearchQuery::Product(id) => {
+            let id = id.as_str();
             let p = state
                 .store
                 .get_product(&caller.account.id, caller.mode(), id, true)
@@ -878,11 +535,7 @@ pub async fn search(
             query.color = (!v.color.is_empty()).then_some(v.color);
             v.model
         }
-        "text" => {
-            let text = crate::handlers::vision::text_item(
-                field(&body, "text").unwrap_or(&Value::Null),
-                "text",
-            )?;
+        SearchQuery::Text(text) => {
             if weights.silhouette > 0.0 || weights.color > 0.0 {
                 return Err(ApiError::invalid(
                     "weights",
@@ -904,12 +557,8 @@ pub async fn search(
             query.visual = v.into_iter().next();
             clip.name().to_owned()
         }
-        form => {
-            let parameter = form.to_owned();
-            let images = crate::images::parse_images(&body, &state.fetch_policy)?;
-            let crate::images::ImagesRequest::Single(item) = images else {
-                return Err(ApiError::invalid(&parameter, "one image per search").into());
-            };
+        SearchQuery::Image(image) => {
+            let item = parse_source(image, &state.fetch_policy)?;
             let loaded = load(&state, &item).await?;
             let x = dupify_pipeline::extract_features(
                 &state.pipeline,
@@ -980,23 +629,11 @@ pub async fn duplicates(
     body: Result<JsonBody, AppError>,
 ) -> AppResult<Json<DuplicatesAnswer>> {
     caller.require(Scope::Catalog)?;
-    let JsonBody(body) = body?;
-    const FIELDS: [&str; 5] = ["threshold", "filters", "limit", "model", "cheaper_than"];
-    if let Some(k) = body.keys().find(|k| !FIELDS.contains(&k.as_str())) {
-        return Err(ApiError::invalid(
-            k,
-            "unknown field; duplicates takes threshold, filters, limit, model",
-        )
-        .into());
-    }
-    let threshold = unit_number(&body, "threshold", "threshold", 0.95)? as f32;
-    let limit = int_field(&body, "limit", 1, 1000, 100)? as usize;
-    let filter = parse_filters(&body)?;
-    let model = match field(&body, "model") {
-        None => current_model(&state),
-        Some(Value::String(s)) => s.clone(),
-        Some(_) => return Err(ApiError::invalid("model", "model must be a string").into()),
-    };
+    let req: DuplicatesRequest = body?.parse()?;
+    let threshold = req.threshold();
+    let limit = req.limit()?;
+    let model = req.model.clone().unwrap_or_else(|| current_model(&state));
+    let filter = filter(req.filters, req.cheaper_than);
     caller.meter.admit().await?;
     caller.meter.reserve(1).await?;
     let t = Instant::now();

@@ -6,68 +6,21 @@
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
-use dupify_api::limits::{MAX_TEXTS, MAX_TEXT_CHARS};
-use dupify_api::{Answer, CutoutFormat, EmbedResult, Results};
+use dupify_api::requests::{
+    self as wire, BatchRequest, ImageInput, ModelOptions, SegmenterOptions, TextInput,
+};
+use dupify_api::{Answer, EmbedResult, Results};
 use dupify_core::{ApiError, Scope};
 use dupify_pipeline::{
     ColorsOptions, CutoutOptions, MaxColors, ModelChoice, Operation, OperationKind, RequiredScope,
 };
-use serde_json::{json, Map, Value};
 
 use crate::auth::Caller;
-use crate::body::{bool_field, field, int_field, object_field, JsonBody};
+use crate::body::JsonBody;
 use crate::error::{AppError, AppResult};
 use crate::image_request::{run_ops_request, Layout};
 use crate::images::parse_images;
 use crate::state::SharedState;
-
-/// An optional string option.
-fn string_option<'a>(
-    opts: &'a Map<String, Value>,
-    name: &str,
-) -> Result<Option<&'a str>, ApiError> {
-    match field(opts, name) {
-        None => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.as_str())),
-        Some(v) => {
-            Err(ApiError::invalid(name, format!("{name} must be a string"))
-                .detail("value", v.clone()))
-        }
-    }
-}
-
-/// The segmentation model a request asks for: `segmentation_model` on every endpoint;
-/// where the segmenter is the endpoint's only model (background-remove, silhouette)
-/// `model` is accepted as its short name. Both at once is ambiguous.
-pub fn segmentation_option(
-    body: &Map<String, Value>,
-    model_alias: bool,
-) -> Result<(Option<&str>, &'static str), ApiError> {
-    let long = string_option(body, "segmentation_model")?;
-    let short = if model_alias {
-        string_option(body, "model")?
-    } else {
-        None
-    };
-    match (long, short) {
-        (Some(_), Some(_)) => Err(ApiError::invalid(
-            "model",
-            "send either model or segmentation_model, not both",
-        )),
-        (None, Some(m)) => Ok((Some(m), "model")),
-        (l, None) => Ok((l, "segmentation_model")),
-    }
-}
-
-/// Resolves the request's segmentation model option (see [`segmentation_option`]).
-pub fn resolve_models(
-    state: &SharedState,
-    body: &Map<String, Value>,
-    model_alias: bool,
-) -> Result<ModelChoice, ApiError> {
-    let (requested, parameter) = segmentation_option(body, model_alias)?;
-    ModelChoice::resolve(state.models(), requested, parameter)
-}
 
 pub async fn embed(
     State(state): State<SharedState>,
@@ -75,26 +28,13 @@ pub async fn embed(
     body: Result<JsonBody, AppError>,
 ) -> AppResult<Response> {
     caller.require(Scope::Embed)?;
-    let JsonBody(body) = body?;
-    if field(&body, "text").is_some() || field(&body, "texts").is_some() {
-        return embed_text(&state, &caller, &body).await;
+    let body = body?;
+    let texts: TextInput = body.parse()?;
+    if texts.is_given() {
+        let (single, texts) = texts.only(&body.parse::<ImageInput>()?)?;
+        return embed_text(&state, &caller, single, texts).await;
     }
     single_op(&state, &caller, &body, OperationKind::Embed, false).await
-}
-
-/// One text of `text` / `texts` (or a text search), validated.
-pub fn text_item(v: &Value, parameter: &str) -> Result<String, ApiError> {
-    match v {
-        Value::String(s) if s.trim().is_empty() => {
-            Err(ApiError::invalid(parameter, "text must not be empty"))
-        }
-        Value::String(s) if s.chars().count() > MAX_TEXT_CHARS => Err(ApiError::invalid(
-            parameter,
-            format!("text must be at most {MAX_TEXT_CHARS} characters"),
-        )),
-        Value::String(s) => Ok(s.clone()),
-        _ => Err(ApiError::invalid(parameter, "text must be a string")),
-    }
 }
 
 /// `text` / `texts`: vectors in the CLIP space, so a text can search images. One call
@@ -102,38 +42,10 @@ pub fn text_item(v: &Value, parameter: &str) -> Result<String, ApiError> {
 async fn embed_text(
     state: &SharedState,
     caller: &Caller,
-    body: &Map<String, Value>,
+    single: bool,
+    texts: Vec<String>,
 ) -> AppResult<Response> {
     let started = std::time::Instant::now();
-    let forms: Vec<&str> = ["text", "texts", "image_url", "image_base64", "images"]
-        .into_iter()
-        .filter(|k| field(body, k).is_some())
-        .collect();
-    if forms.len() > 1 {
-        return Err(ApiError::invalid(
-            forms[1],
-            "send exactly one of text, texts, image_url, image_base64 or images",
-        )
-        .into());
-    }
-    let (single, texts) = match (field(body, "text"), field(body, "texts")) {
-        (Some(t), _) => (true, vec![text_item(t, "text")?]),
-        (_, Some(Value::Array(items))) if !items.is_empty() && items.len() <= MAX_TEXTS => (
-            false,
-            items
-                .iter()
-                .enumerate()
-                .map(|(i, t)| text_item(t, &format!("texts[{i}]")))
-                .collect::<Result<Vec<_>, _>>()?,
-        ),
-        _ => {
-            return Err(ApiError::invalid(
-                "texts",
-                format!("texts must be an array of 1 to {MAX_TEXTS} strings"),
-            )
-            .into())
-        }
-    };
     let models = state.models();
     dupify_pipeline::require_clip_if_expected(models)?;
     let clip = match models.clip() {
@@ -176,47 +88,70 @@ async fn embed_text(
     Ok(res)
 }
 
-/// The operation `kind` with its options from `o` (an endpoint's body, or a batch's
-/// `options.<operation>` object). Names rejected parameters as `o` spells them.
-pub fn operation(kind: OperationKind, o: &Map<String, Value>) -> Result<Operation, ApiError> {
+/// Where an operation's options are read from.
+pub enum OptionsFrom<'a> {
+    /// A single-operation endpoint: the body itself.
+    Body(&'a JsonBody),
+    /// `/v1/batch`: `options.<operation>` (rejections named under it).
+    Batch(&'a BatchRequest),
+}
+
+impl OptionsFrom<'_> {
+    fn read<T: wire::Request>(&self, kind: OperationKind) -> Result<T, ApiError> {
+        match self {
+            OptionsFrom::Body(b) => b.parse(),
+            OptionsFrom::Batch(b) => Ok(b.options_for(kind)?),
+        }
+    }
+}
+
+/// The operation `kind` with its options, each read as the wire contract's options
+/// type of that operation.
+pub fn operation(kind: OperationKind, from: &OptionsFrom<'_>) -> Result<Operation, ApiError> {
     Ok(match kind {
-        OperationKind::Embed => Operation::Embed {
-            include_quality: bool_field(o, "include_quality", false)?,
-        },
+        OperationKind::Embed => {
+            let o: wire::EmbedOptions = from.read(kind)?;
+            Operation::Embed {
+                include_quality: o.include_quality.unwrap_or(false),
+            }
+        }
         OperationKind::Colors => {
-            let max = int_field(
-                o,
-                "max_colors",
-                MaxColors::MIN.into(),
-                MaxColors::MAX.into(),
-                MaxColors::default().get().into(),
-            )?;
+            let o: wire::ColorsOptions = from.read(kind)?;
             Operation::Colors(ColorsOptions {
-                max_colors: MaxColors::new(max).unwrap_or_default(),
-                foreground_only: bool_field(o, "foreground_only", true)?,
-                include_quality: bool_field(o, "include_quality", false)?,
+                max_colors: MaxColors::new(o.max_colors()?.into()).unwrap_or_default(),
+                foreground_only: o.foreground_only.unwrap_or(true),
+                include_quality: o.include_quality.unwrap_or(false),
             })
         }
         OperationKind::Silhouette => Operation::Silhouette,
         OperationKind::Attributes => Operation::Attributes,
         OperationKind::Quality => Operation::Quality,
         OperationKind::BackgroundRemove => {
-            let output = match string_option(o, "output")? {
-                None | Some("png") => CutoutFormat::Png,
-                Some("mask") => CutoutFormat::Mask,
-                Some(other) => {
-                    return Err(
-                        ApiError::invalid("output", "output must be \"png\" or \"mask\"")
-                            .detail("value", other),
-                    )
-                }
-            };
+            let o: wire::CutoutOptions = from.read(kind)?;
             Operation::BackgroundRemove(CutoutOptions {
-                output,
-                crop: bool_field(o, "crop", false)?,
+                output: o.output.unwrap_or_default(),
+                crop: o.crop.unwrap_or(false),
             })
         }
     })
+}
+
+/// The segmentation model a body asks for; `model_alias`: `model` may name it.
+fn resolve_models(
+    state: &SharedState,
+    body: &JsonBody,
+    model_alias: bool,
+) -> Result<ModelChoice, ApiError> {
+    let (requested, parameter) = if model_alias {
+        let o: SegmenterOptions = body.parse()?;
+        let (m, p) = o.segmentation();
+        (m.map(str::to_owned), p)
+    } else {
+        let o: ModelOptions = body.parse()?;
+        let (m, p) = o.segmentation();
+        (m.map(str::to_owned), p)
+    };
+    ModelChoice::resolve(state.models(), requested.as_deref(), parameter)
 }
 
 /// What every single-operation endpoint does once its scope is checked: the
@@ -225,13 +160,14 @@ pub fn operation(kind: OperationKind, o: &Map<String, Value>) -> Result<Operatio
 async fn single_op(
     state: &SharedState,
     caller: &Caller,
-    body: &Map<String, Value>,
+    body: &JsonBody,
     kind: OperationKind,
     model_alias: bool,
 ) -> AppResult<Response> {
     let models = resolve_models(state, body, model_alias)?;
-    let task = state.pipeline.plan(operation(kind, body)?, &models).await?;
-    let images = parse_images(body, &state.fetch_policy)?;
+    let op = operation(kind, &OptionsFrom::Body(body))?;
+    let task = state.pipeline.plan(op, &models).await?;
+    let images = parse_images(body.parse()?, &state.fetch_policy)?;
     run_ops_request(
         state,
         caller,
@@ -249,7 +185,7 @@ pub async fn colors(
     body: Result<JsonBody, AppError>,
 ) -> AppResult<Response> {
     caller.require(Scope::Colors)?;
-    single_op(&state, &caller, &body?.0, OperationKind::Colors, false).await
+    single_op(&state, &caller, &body?, OperationKind::Colors, false).await
 }
 
 pub async fn silhouette(
@@ -258,7 +194,7 @@ pub async fn silhouette(
     body: Result<JsonBody, AppError>,
 ) -> AppResult<Response> {
     caller.require(Scope::Silhouette)?;
-    single_op(&state, &caller, &body?.0, OperationKind::Silhouette, true).await
+    single_op(&state, &caller, &body?, OperationKind::Silhouette, true).await
 }
 
 pub async fn attributes(
@@ -267,7 +203,7 @@ pub async fn attributes(
     body: Result<JsonBody, AppError>,
 ) -> AppResult<Response> {
     caller.require(Scope::Attributes)?;
-    single_op(&state, &caller, &body?.0, OperationKind::Attributes, false).await
+    single_op(&state, &caller, &body?, OperationKind::Attributes, false).await
 }
 
 pub async fn background_remove(
@@ -279,7 +215,7 @@ pub async fn background_remove(
     single_op(
         &state,
         &caller,
-        &body?.0,
+        &body?,
         OperationKind::BackgroundRemove,
         true,
     )
@@ -292,107 +228,17 @@ pub async fn batch(
     body: Result<JsonBody, AppError>,
 ) -> AppResult<Response> {
     caller.require(Scope::Batch)?;
-    let JsonBody(body) = body?;
-    let kinds: Vec<OperationKind> = match field(&body, "operations") {
-        None => return Err(ApiError::missing("operations").into()),
-        Some(Value::Array(items)) if !items.is_empty() => items
-            .iter()
-            .enumerate()
-            .map(|(i, v)| {
-                v.as_str().and_then(OperationKind::parse).ok_or_else(|| {
-                    ApiError::invalid(
-                        &format!("operations[{i}]"),
-                        format!("unknown operation; choose from {}", OperationKind::names()),
-                    )
-                    .detail("value", v.clone())
-                })
-            })
-            .collect::<Result<_, _>>()?,
-        Some(_) => {
-            return Err(ApiError::invalid(
-                "operations",
-                "operations must be a non-empty array of operation names",
-            )
-            .into())
-        }
-    };
-    let mut unique: Vec<OperationKind> = Vec::new();
-    for k in kinds {
-        if unique.contains(&k) {
-            return Err(ApiError::invalid(
-                "operations",
-                format!("operation {} is listed twice", k.name()),
-            )
-            .into());
-        }
-        unique.push(k);
-    }
-    for k in &unique {
+    let body = body?;
+    let request: BatchRequest = body.parse()?;
+    for k in request.operations() {
         caller.require(k.scope())?;
     }
-    let options = object_field(&body, "options")?.cloned().unwrap_or_default();
-    for (k, v) in &options {
-        // One mask serves every operation of an image, so the model is chosen once.
-        if let Some(m) = v.as_object().and_then(|o| {
-            ["model", "segmentation_model"]
-                .into_iter()
-                .find(|m| o.contains_key(*m))
-        }) {
-            return Err(ApiError::invalid(
-                &format!("options.{k}.{m}"),
-                "the segmentation model applies to every operation of a batch: send segmentation_model at the top level",
-            )
-            .into());
-        }
-        if !unique.iter().any(|u| u.name() == k) {
-            return Err(ApiError::invalid(
-                &format!("options.{k}"),
-                "options are keyed by a requested operation",
-            )
-            .into());
-        }
-        if !v.is_object() {
-            return Err(ApiError::invalid(
-                &format!("options.{k}"),
-                "operation options must be an object",
-            )
-            .into());
-        }
-    }
-    let empty = Map::new();
-    let opts = |name: &str| {
-        options
-            .get(name)
-            .and_then(Value::as_object)
-            .unwrap_or(&empty)
-    };
-    let prefix = |e: ApiError, op: &str| -> ApiError {
-        match e
-            .details
-            .as_ref()
-            .and_then(|d| d.get("parameter"))
-            .and_then(Value::as_str)
-        {
-            Some(p) => {
-                let p = format!("options.{op}.{p}");
-                let mut e = e;
-                if let Some(d) = e.details.as_mut() {
-                    d.insert("parameter".into(), json!(p));
-                }
-                e
-            }
-            None => e,
-        }
-    };
     let models = resolve_models(&state, &body, false)?;
-    let mut tasks = Vec::with_capacity(unique.len());
-    for k in unique {
-        let planned = match operation(k, opts(k.name())) {
-            Ok(op) => state.pipeline.plan(op, &models).await,
-            Err(e) => Err(e),
-        };
-        tasks.push(planned.map_err(|e| prefix(e, k.name()))?);
+    let mut tasks = Vec::with_capacity(request.operations().len());
+    for &k in request.operations() {
+        let op = operation(k, &OptionsFrom::Batch(&request))?;
+        tasks.push(state.pipeline.plan(op, &models).await?);
     }
-    let images = parse_images(&body, &state.fetch_policy)?;
+    let images = parse_images(body.parse()?, &state.fetch_policy)?;
     run_ops_request(&state, &caller, images, tasks, models, Layout::Combined).await
 }
