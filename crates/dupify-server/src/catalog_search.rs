@@ -33,6 +33,10 @@ pub struct SearchOutcome {
 
 /// Runs `query` on the (account, mode) catalog's index in `model`'s space and loads the
 /// hits' products. Shared by `POST /v1/catalog/search` and the dashboard.
+///
+/// The index first catches up with the store, so a product whose `embedding_status`
+/// a client has read as `ready` (or whose deletion was answered) is searched as such:
+/// the worker commits before it syncs, and a search may fall in between.
 pub async fn search_index(
     state: &SharedState,
     account_id: &str,
@@ -41,7 +45,7 @@ pub async fn search_index(
     query: Query,
     explicit_model: bool,
 ) -> Result<SearchOutcome, ApiError> {
-    let shard = state.catalogs.shard(account_id, mode).await.map_err(|e| {
+    let shard = state.catalogs.sync(account_id, mode).await.map_err(|e| {
         tracing::error!(error = %e, "catalog index unavailable");
         ApiError::unavailable("The catalog index is loading. Retry shortly.", 5)
     })?;

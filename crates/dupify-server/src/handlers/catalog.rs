@@ -639,7 +639,8 @@ pub async fn duplicates(
     let t = Instant::now();
     let shard = state
         .catalogs
-        .shard(&caller.account.id, caller.mode())
+        // Caught up with the store first, as for search (catalog_search::search_index).
+        .sync(&caller.account.id, caller.mode())
         .await
         .map_err(|e| {
             tracing::error!(error = %e, "catalog index unavailable");
