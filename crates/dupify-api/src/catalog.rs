@@ -26,6 +26,7 @@ pub const PRODUCT_FIELDS: [&str; 12] = [
 /// The shape summary of a product's silhouette (the vector itself is only sent with
 /// `include=embedding`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SilhouetteSummary {
     pub aspect_ratio: f32,
     pub coverage: f32,
@@ -35,6 +36,7 @@ pub struct SilhouetteSummary {
 
 /// A product's `features`, as extracted in the background and stored with it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct FeatureSummary {
     /// The embedding model of the product's vector.
     pub model: String,
@@ -51,6 +53,7 @@ pub struct FeatureSummary {
 
 /// Where a product's feature extraction stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum EmbeddingStatus {
     Processing,
@@ -58,11 +61,13 @@ pub enum EmbeddingStatus {
     Failed,
     /// A status this version does not know (a newer server).
     #[serde(other)]
+    #[cfg_attr(feature = "schema", schemars(skip))]
     Other,
 }
 
 /// Why a product's feature extraction failed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EmbeddingError {
     pub code: String,
     pub message: String,
@@ -70,6 +75,7 @@ pub struct EmbeddingError {
 
 /// A catalog product. Optional fields are sent as `null` when unset.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Product {
     pub id: String,
     #[serde(default)]
@@ -101,20 +107,23 @@ pub struct Product {
     pub updated_at: String,
     #[serde(default)]
     pub processed_at: Option<String>,
-    /// Only on `GET /v1/catalog/products/{id}`: the [`FeatureSummary`] (with the
-    /// vectors under `include=embedding`), `null` until extraction succeeded.
+    /// Only on `GET /v1/catalog/products/{id}`: the extracted features (embedding model,
+    /// colors, attributes, silhouette summary; the vectors too with `include=embedding`),
+    /// `null` until extraction succeeded.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub features: Option<serde_json::Value>,
 }
 
 /// Whether an upload made a new product or updated one (by `external_id`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum UpsertStatus {
     Created,
     Updated,
     /// A status this version does not know (a newer server).
     #[serde(other)]
+    #[cfg_attr(feature = "schema", schemars(skip))]
     Other,
 }
 
@@ -136,6 +145,7 @@ impl PartialEq<&str> for UpsertStatus {
 
 /// The answer for one uploaded product.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct UpsertAnswer {
     pub id: String,
     #[serde(default)]
@@ -146,6 +156,7 @@ pub struct UpsertAnswer {
 
 /// `GET /v1/catalog/products`: one page, newest cursor last.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ProductPage {
     pub data: Vec<Product>,
     pub has_more: bool,
@@ -156,6 +167,7 @@ pub struct ProductPage {
 
 /// `DELETE /v1/catalog/products/{id}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Deleted {
     pub id: String,
     pub deleted: bool,
@@ -163,6 +175,7 @@ pub struct Deleted {
 
 /// The similarities a search score blends; only the weighted ones are present.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Scores {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub visual: Option<f32>,
@@ -174,6 +187,7 @@ pub struct Scores {
 
 /// One search hit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SearchHit {
     pub product: Product,
     pub score: f32,
@@ -182,6 +196,7 @@ pub struct SearchHit {
 
 /// `POST /v1/catalog/search`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SearchAnswer {
     pub results: Vec<SearchHit>,
     pub took_ms: u64,
@@ -201,6 +216,7 @@ pub struct SearchAnswer {
 
 /// One group of near-duplicates; `score` is its weakest link.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DuplicateGroup {
     pub product_ids: Vec<String>,
     pub score: f32,
@@ -208,6 +224,7 @@ pub struct DuplicateGroup {
 
 /// `POST /v1/catalog/duplicates`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DuplicatesAnswer {
     pub groups: Vec<DuplicateGroup>,
     pub total_groups: u64,

@@ -30,3 +30,6 @@ pub use results::{
 pub fn round4(v: f32) -> f32 {
     ((f64::from(v) * 10_000.0).round() / 10_000.0) as f32
 }
+
+#[cfg(feature = "schema")]
+pub mod schema;

@@ -33,10 +33,25 @@ impl<'de> Deserialize<'de> for Base64Bytes {
     }
 }
 
-/// An image operation's answer as it travels: the result, whether it came from the
-/// cache, and (single answers) the time taken. Derefs to the result, so its fields read
-/// as `answer.embedding`.
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Base64Bytes {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Base64Bytes".into()
+    }
+    fn inline_schema() -> bool {
+        true
+    }
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({"type": "string", "contentEncoding": "base64"})
+    }
+}
+
+/// An image operation's answer: the result's fields, whether it came from the 24 h
+/// result cache, and (single-image answers only) the time taken.
+// (In Rust it derefs to the result, so its fields read as `answer.embedding`.)
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
+#[cfg_attr(feature = "schema", schemars(rename = "{T}Answer"))]
 pub struct Answer<T> {
     #[serde(flatten)]
     pub result: T,
@@ -55,6 +70,7 @@ impl<T> std::ops::Deref for Answer<T> {
 
 /// A list answer: `{"results": [...], "processing_time_ms": n}`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Results<T> {
     pub results: Vec<T>,
     pub processing_time_ms: u64,
@@ -62,6 +78,7 @@ pub struct Results<T> {
 
 /// How the product was separated from its background.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum ForegroundMethod {
     /// The image's own transparency.
@@ -74,11 +91,13 @@ pub enum ForegroundMethod {
     None,
     /// A method this version does not know (a newer server).
     #[serde(other)]
+    #[cfg_attr(feature = "schema", schemars(skip))]
     Other,
 }
 
 /// The `foreground` block: how the product was separated, honestly named.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Foreground {
     pub method: ForegroundMethod,
     /// The segmentation model's name when `method` is `model`, else the method's name.
@@ -89,6 +108,7 @@ pub struct Foreground {
 
 /// Quality scores, each in [0, 1].
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct QualityScores {
     pub overall: f32,
     pub sharpness: f32,
@@ -98,6 +118,7 @@ pub struct QualityScores {
 
 /// `embed`: an L2-normalised image vector.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct EmbedResult {
     pub dimensions: usize,
     pub embedding: Vec<f32>,
@@ -108,6 +129,7 @@ pub struct EmbedResult {
 
 /// One dominant color.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Color {
     /// `#rrggbb`, lowercase.
     pub hex: String,
@@ -120,6 +142,7 @@ pub struct Color {
 
 /// `colors`: dominant colors by share.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct ColorsResult {
     pub colors: Vec<Color>,
     /// Present when only the foreground was counted.
@@ -131,6 +154,7 @@ pub struct ColorsResult {
 
 /// `silhouette`: a shape-only vector of the outline.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct SilhouetteResult {
     pub dimensions: usize,
     pub embedding: Vec<f32>,
@@ -142,6 +166,7 @@ pub struct SilhouetteResult {
 
 /// Where an attribute's value comes from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum AttributeSource {
     /// Measured on the pixels (always available).
@@ -150,6 +175,7 @@ pub enum AttributeSource {
     Clip,
     /// A source this version does not know (a newer server).
     #[serde(other)]
+    #[cfg_attr(feature = "schema", schemars(skip))]
     Other,
 }
 
@@ -171,6 +197,7 @@ impl PartialEq<&str> for AttributeSource {
 
 /// One attribute's value with its confidence in [0, 1].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Attribute {
     pub value: String,
     pub confidence: f32,
@@ -180,6 +207,7 @@ pub struct Attribute {
 /// `attributes`: attribute name → value. Semantic ones are absent without a model,
 /// never guessed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct AttributesResult {
     pub attributes: BTreeMap<String, Attribute>,
     pub model: String,
@@ -187,6 +215,7 @@ pub struct AttributesResult {
 
 /// What a background removal answers with.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "snake_case")]
 pub enum CutoutFormat {
     /// The RGBA cutout.
@@ -207,6 +236,7 @@ impl CutoutFormat {
 
 /// The foreground's bounding box in the original image's pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CropBox {
     pub x: u32,
     pub y: u32,
@@ -216,10 +246,12 @@ pub struct CropBox {
 
 /// `background_remove`: a PNG (cutout or mask) with its geometry.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct CutoutResult {
     /// The PNG file.
     pub image_base64: Base64Bytes,
     /// Always `"png"`: the container of `image_base64`.
+    #[cfg_attr(feature = "schema", schemars(extend("const" = "png")))]
     pub format: String,
     pub output: CutoutFormat,
     pub width: u32,
@@ -241,6 +273,7 @@ pub struct CutoutResult {
 
 /// One image's answers in `POST /v1/batch`: one field per requested operation.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct BatchItem {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub embed: Option<Answer<EmbedResult>>,

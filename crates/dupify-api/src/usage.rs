@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 
 /// The billing period, ISO-8601 UTC.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Period {
     pub start: String,
     pub end: String,
@@ -13,6 +14,7 @@ pub struct Period {
 
 /// Calls of one key this period.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct KeyUsage {
     pub id: String,
     pub name: String,
@@ -26,6 +28,7 @@ pub struct KeyUsage {
 
 /// Calls of one day.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct DayUsage {
     pub date: String,
     pub calls: u64,
@@ -36,14 +39,17 @@ pub struct DayUsage {
 
 /// The per-minute limit.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct RateLimitInfo {
     pub per_minute: u64,
 }
 
 /// `GET /v1/usage`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 pub struct Usage {
     pub account_id: String,
+    /// `free`, `starter`, `pro` or `unlimited`.
     pub tier: String,
     pub period: Period,
     /// `None` (null) for the unlimited tier.

@@ -1,12 +1,18 @@
 //! The OpenAPI 3.1 document of the routes this server has (`GET /v1/openapi.json`) and
 //! the reference page rendered from it (`GET /docs`, plain HTML, nothing fetched from
-//! elsewhere). Error codes, scopes and tiers are read from `dupify-core`'s tables, so
-//! the document cannot drift from them; tests check that every documented route is
-//! routed.
+//! elsewhere). Every answer's schema is derived from the `dupify-api` type the server
+//! serialises (`dupify_api::schema::Components`), and error codes, scopes and tiers are
+//! read from `dupify-core`'s tables, so the document cannot drift from them; tests check
+//! that every documented route is routed and every documented option is validated.
 
 use std::sync::OnceLock;
 
-use dupify_core::{ErrorCode, Scope, Tier};
+use dupify_api::schema::Components;
+use dupify_api::{
+    Answer, AttributesResult, BatchItem, ColorsResult, CutoutResult, Deleted, DuplicatesAnswer,
+    EmbedResult, Product, ProductPage, SearchAnswer, SilhouetteResult, UpsertAnswer, Usage,
+};
+use dupify_core::{ErrorCode, Scope};
 use serde_json::{json, Map, Value};
 
 fn error_ref() -> Value {
@@ -174,40 +180,12 @@ fn image_body(options: Value) -> Value {
     body
 }
 
-fn result(required: &[&str], properties: Value) -> Value {
-    let mut p = properties;
-    p["cached"] = json!({"type": "boolean", "description": "Served from the 24 h result cache."});
-    p["processing_time_ms"] =
-        json!({"type": "integer", "description": "Single-image answers only."});
-    json!({"type": "object", "required": required, "properties": p})
-}
-
-fn vector(description: &str) -> Value {
-    json!({"type": "array", "items": {"type": "number"}, "description": description})
-}
-
 fn segmentation_option() -> Value {
     json!({"type": "string", "enum": ["u2net", "u2netp"], "description": "Segmentation model for the product mask (default: the server's first configured model)."})
 }
 
-fn foreground() -> Value {
-    json!({"type": "object", "description": "How the product was separated from its background.",
-           "properties": {"method": {"type": "string", "enum": ["model", "alpha", "border_color", "none"]},
-                          "source": {"type": "string", "description": "Model name, `alpha`, `border_color` or `none`."},
-                          "ratio": {"type": "number", "description": "Share of the frame that is product."}}})
-}
-
-fn quality() -> Value {
-    json!({"type": "object", "properties": {
-        "overall": {"type": "number"}, "sharpness": {"type": "number"},
-        "brightness": {"type": "number"}, "composition": {"type": "number"}},
-        "description": "Each in [0, 1]."})
-}
-
 fn build() -> Value {
-    let attribute = json!({"type": "object", "required": ["value", "confidence", "source"], "properties": {
-        "value": {"type": "string"}, "confidence": {"type": "number"},
-        "source": {"type": "string", "enum": ["pixels", "clip"]}}});
+    let mut c = Components::new();
     let colors = image_operation(
         "Dominant colors",
         "Colors of the product clustered in CIELAB, ordered by share, with everyday names.",
@@ -218,14 +196,7 @@ fn build() -> Value {
             "include_quality": {"type": "boolean", "default": false},
             "segmentation_model": segmentation_option(),
         }),
-        result(
-            &["colors", "cached"],
-            json!({
-            "colors": {"type": "array", "items": {"type": "object", "properties": {
-                "hex": {"type": "string"}, "rgb": {"type": "array", "items": {"type": "integer"}},
-                "name": {"type": "string"}, "percentage": {"type": "number"}}}},
-            "foreground": foreground(), "quality": quality()}),
-        ),
+        c.schema::<Answer<ColorsResult>>(),
     );
     let embed = image_operation(
         "Image or text embedding",
@@ -239,12 +210,7 @@ fn build() -> Value {
             "text": {"type": "string", "maxLength": 1000},
             "texts": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 32},
         }),
-        result(
-            &["embedding", "dimensions", "model"],
-            json!({
-            "embedding": vector("Unit length: cosine similarity is the dot product."),
-            "dimensions": {"type": "integer"}, "model": {"type": "string"}, "quality": quality()}),
-        ),
+        c.schema::<Answer<EmbedResult>>(),
     );
     let silhouette = image_operation(
         "Silhouette vector",
@@ -252,13 +218,7 @@ fn build() -> Value {
          position and size.",
         Scope::Silhouette,
         json!({"model": segmentation_option(), "segmentation_model": segmentation_option()}),
-        result(
-            &["embedding", "dimensions", "aspect_ratio", "coverage"],
-            json!({
-            "embedding": vector("Unit length."), "dimensions": {"type": "integer"},
-            "aspect_ratio": {"type": "number"}, "coverage": {"type": "number"},
-            "model": {"type": "string"}, "foreground": foreground()}),
-        ),
+        c.schema::<Answer<SilhouetteResult>>(),
     );
     let attributes = image_operation(
         "Product attributes",
@@ -267,12 +227,7 @@ fn build() -> Value {
          operator's taxonomy.",
         Scope::Attributes,
         json!({"segmentation_model": segmentation_option()}),
-        result(
-            &["attributes", "model"],
-            json!({
-            "attributes": {"type": "object", "additionalProperties": attribute},
-            "model": {"type": "string"}}),
-        ),
+        c.schema::<Answer<AttributesResult>>(),
     );
     let background_remove = image_operation(
         "Background removal",
@@ -284,25 +239,7 @@ fn build() -> Value {
             "crop": {"type": "boolean", "default": false},
             "model": segmentation_option(), "segmentation_model": segmentation_option(),
         }),
-        result(
-            &[
-                "image_base64",
-                "format",
-                "width",
-                "height",
-                "foreground_ratio",
-            ],
-            json!({
-            "image_base64": {"type": "string", "contentEncoding": "base64"},
-            "format": {"const": "png"}, "output": {"type": "string"},
-            "width": {"type": "integer"}, "height": {"type": "integer"},
-            "original_width": {"type": "integer"}, "original_height": {"type": "integer"},
-            "foreground_ratio": {"type": "number"},
-            "crop_box": {"type": ["object", "null"], "properties": {
-                "x": {"type": "integer"}, "y": {"type": "integer"},
-                "width": {"type": "integer"}, "height": {"type": "integer"}}},
-            "model": {"type": "string"}}),
-        ),
+        c.schema::<Answer<CutoutResult>>(),
     );
     let mut batch = image_operation(
         "Several operations per image",
@@ -317,30 +254,25 @@ fn build() -> Value {
                         "additionalProperties": {"type": "object"}},
             "segmentation_model": segmentation_option(),
         }),
-        json!({"type": "object", "description": "Keyed by operation name; each value is that endpoint's result."}),
+        c.schema::<BatchItem>(),
     );
     // Batch answers always use the `results` envelope.
     batch["responses"]["200"]["content"]["application/json"]["schema"] = json!({
-        "type": "object", "properties": {
+        "type": "object", "required": ["results", "processing_time_ms"], "properties": {
             "results": {"type": "array", "items": {"oneOf": [
-                {"type": "object", "not": {"required": ["error"]}, "additionalProperties": {"type": "object"}},
+                {"allOf": [c.schema::<BatchItem>()], "not": {"required": ["error"]}},
                 {"$ref": "#/components/schemas/ItemError"}]}},
-            "processing_time_ms": {"type": "integer"}}});
+            "processing_time_ms": {"type": "integer", "minimum": 0}}});
 
     let mut usage_responses = errors(&AUTH_ERRORS);
-    usage_responses.insert("200".into(), json!({
-        "description": "Tier, billing period, limits, and calls per key and per day.",
-        "headers": metering_headers(),
-        "content": {"application/json": {"schema": {"type": "object", "properties": {
-            "account_id": {"type": "string"},
-            "tier": {"type": "string", "enum": Tier::ALL.iter().map(|t| t.as_str()).collect::<Vec<_>>()},
-            "period": {"type": "object", "properties": {"start": {"type": "string", "format": "date-time"}, "end": {"type": "string", "format": "date-time"}}},
-            "monthly_limit": {"type": ["integer", "null"]}, "used": {"type": "integer"},
-            "remaining": {"type": ["integer", "null"]},
-            "rate_limit": {"type": "object", "properties": {"per_minute": {"type": "integer"}}},
-            "keys": {"type": "array", "items": {"type": "object"}},
-            "days": {"type": "array", "items": {"type": "object"}}}}}},
-    }));
+    usage_responses.insert(
+        "200".into(),
+        json!({
+            "description": "Tier, billing period, limits, and calls per key and per day.",
+            "headers": metering_headers(),
+            "content": {"application/json": {"schema": c.schema::<Usage>()}},
+        }),
+    );
 
     // ------------------------------------------------------------ catalog
     let catalog_errors = |extra: &[ErrorCode]| {
@@ -367,8 +299,7 @@ fn build() -> Value {
         }
         o
     };
-    let product_ref = json!({"$ref": "#/components/schemas/Product"});
-    let upsert_ref = json!({"$ref": "#/components/schemas/UpsertResult"});
+    let upsert_ref = c.schema::<UpsertAnswer>();
     let filters = json!({"type": "object", "description": "All given filters must match. category and brand ignore case; prices are inclusive; metadata values compare by equality.",
         "properties": {"category": {"type": "string"}, "brand": {"type": "string"},
             "price_min": {"type": "number", "minimum": 0}, "price_max": {"type": "number", "minimum": 0},
@@ -399,9 +330,7 @@ fn build() -> Value {
         "Oldest first, keyset-paginated: pass `next_cursor` back as `cursor`. Pages are stable while products are added or deleted: \
          every product that exists for the whole listing appears exactly once.",
         None,
-        json!({"type": "object", "required": ["data", "has_more", "next_cursor", "total"], "properties": {
-            "data": {"type": "array", "items": product_ref.clone()}, "has_more": {"type": "boolean"},
-            "next_cursor": {"type": ["string", "null"]}, "total": {"type": "integer", "description": "Products matching the filters."}}}),
+        c.schema::<ProductPage>(),
         &[ErrorCode::InvalidParameter],
     );
     list["parameters"] = json!([
@@ -442,7 +371,7 @@ fn build() -> Value {
         "`features`: embedding model, colors, attributes, silhouette summary. `?include=embedding` adds `features.embedding`, \
          `features.silhouette.embedding` and `features.color_signature`. Another account's (or mode's) id answers 404.",
         None,
-        json!({"allOf": [product_ref.clone(), {"type": "object", "properties": {"features": {"type": ["object", "null"]}}}]}),
+        c.schema::<Product>(),
         &[ErrorCode::InvalidParameter, ErrorCode::NotFound],
     );
     get_product["parameters"] = json!([
@@ -457,7 +386,7 @@ fn build() -> Value {
         "Delete a product",
         "Removed from listings and search before the answer is sent.",
         None,
-        json!({"type": "object", "required": ["id", "deleted"], "properties": {"id": {"type": "string"}, "deleted": {"type": "boolean"}}}),
+        c.schema::<Deleted>(),
         &[ErrorCode::NotFound],
     );
     delete_product["parameters"] = json!([id_param]);
@@ -485,14 +414,7 @@ fn build() -> Value {
                 "color": {"type": "number", "minimum": 0, "maximum": 100}}},
             "exclude_ids": {"type": "array", "maxItems": 1000, "items": {"type": "string"}},
             "model": {"type": "string", "description": "Embedding space to search (default: the query's)."}}})),
-        json!({"type": "object", "required": ["results", "took_ms"], "properties": {
-            "results": {"type": "array", "items": {"type": "object", "required": ["product", "score", "scores"], "properties": {
-                "product": product_ref.clone(), "score": {"type": "number"},
-                "scores": {"type": "object", "properties": {"visual": {"type": "number"}, "silhouette": {"type": "number"}, "color": {"type": "number"}}}}}},
-            "took_ms": {"type": "integer", "description": "Index search and result loading, rounded."},
-            "search_ms": {"type": "number"}, "query_features_ms": {"type": "number"},
-            "model": {"type": "string"}, "plan": {"type": "string", "enum": ["exact", "hnsw", "hnsw_filtered"]},
-            "candidates": {"type": "integer"}}}),
+        c.schema::<SearchAnswer>(),
         &[ErrorCode::MissingParameter, ErrorCode::InvalidParameter, ErrorCode::InvalidImageUrl, ErrorCode::InvalidBase64,
           ErrorCode::QuotaExceeded, ErrorCode::NotFound, ErrorCode::PayloadTooLarge, ErrorCode::ImageFetchFailed,
           ErrorCode::UnsupportedFormat, ErrorCode::ImageTooLarge, ErrorCode::ProcessingFailed],
@@ -505,10 +427,7 @@ fn build() -> Value {
             "threshold": {"type": "number", "minimum": 0, "maximum": 1, "default": 0.95},
             "limit": {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100},
             "filters": filters, "cheaper_than": {"type": "number", "exclusiveMinimum": 0}, "model": {"type": "string"}}})),
-        json!({"type": "object", "required": ["groups", "total_groups"], "properties": {
-            "groups": {"type": "array", "items": {"type": "object", "required": ["product_ids", "score"], "properties": {
-                "product_ids": {"type": "array", "items": {"type": "string"}}, "score": {"type": "number"}}}},
-            "total_groups": {"type": "integer"}, "threshold": {"type": "number"}, "model": {"type": "string"}, "took_ms": {"type": "integer"}}}),
+        c.schema::<DuplicatesAnswer>(),
         &[ErrorCode::InvalidParameter, ErrorCode::QuotaExceeded],
     );
 
@@ -528,7 +447,7 @@ fn build() -> Value {
     let header =
         |description: &str| json!({"description": description, "schema": {"type": "string"}});
 
-    json!({
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "Dupify API",
@@ -595,25 +514,20 @@ fn build() -> Value {
                         "product_url": {"type": "string", "format": "uri"},
                         "metadata": {"type": "object", "description": "Flat: string, number, boolean or null values; at most 8 KB as JSON.",
                                      "additionalProperties": {"type": ["string", "number", "boolean", "null"]}}}},
-                "UpsertResult": {"type": "object", "required": ["id", "status", "embedding_status"], "properties": {
-                    "id": {"type": "string", "format": "uuid"}, "external_id": {"type": ["string", "null"]},
-                    "status": {"type": "string", "enum": ["created", "updated"]},
-                    "embedding_status": {"type": "string", "enum": ["processing", "ready", "failed"]}}},
-                "Product": {"type": "object", "required": ["id", "title", "currency", "embedding_status", "created_at", "updated_at"], "properties": {
-                    "id": {"type": "string", "format": "uuid"}, "external_id": {"type": ["string", "null"]},
-                    "title": {"type": "string"}, "sku": {"type": ["string", "null"]}, "description": {"type": ["string", "null"]},
-                    "brand": {"type": ["string", "null"]}, "category": {"type": ["string", "null"]},
-                    "price": {"type": ["number", "null"]}, "currency": {"type": "string"},
-                    "image_url": {"type": ["string", "null"], "description": "null for base64 uploads."},
-                    "product_url": {"type": ["string", "null"]}, "metadata": {"type": "object"},
-                    "embedding_status": {"type": "string", "enum": ["processing", "ready", "failed"]},
-                    "embedding_error": {"type": ["object", "null"], "properties": {"code": {"type": "string"}, "message": {"type": "string"}}},
-                    "created_at": {"type": "string", "format": "date-time"}, "updated_at": {"type": "string", "format": "date-time"},
-                    "processed_at": {"type": ["string", "null"], "format": "date-time"}}},
                 "Scope": {"type": "string", "enum": Scope::ALL.iter().map(|s| s.as_str()).collect::<Vec<_>>()},
             },
         },
-    })
+    });
+    // The answers' components, as derived from the types.
+    if let Some(schemas) = doc["components"]["schemas"].as_object_mut() {
+        for (name, schema) in c.into_schemas() {
+            assert!(
+                schemas.insert(name.clone(), schema).is_none(),
+                "two components named {name}"
+            );
+        }
+    }
+    doc
 }
 
 /// The server reads `null` in an optional top-level field as "not given"; the schema

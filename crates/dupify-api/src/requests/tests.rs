@@ -116,9 +116,7 @@ fn nested_rules_are_prefixed() {
     assert_eq!(r.parameter, "weights.visual");
     let r = reject::<SearchRequest>(json!({"text": "x", "cheaper_than": 0}));
     assert_eq!(r.parameter, "cheaper_than");
-    let ids: Vec<String> = (0..=super::catalog::MAX_EXCLUDE)
-        .map(|i| i.to_string())
-        .collect();
+    let ids: Vec<String> = (0..=catalog::MAX_EXCLUDE).map(|i| i.to_string()).collect();
     let r = reject::<SearchRequest>(json!({"text": "x", "exclude_ids": ids}));
     assert_eq!(r.parameter, "exclude_ids");
 }
