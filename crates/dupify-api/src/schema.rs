@@ -45,19 +45,76 @@ impl Components {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::{Answer, CutoutResult, EmbedResult, ProductPage};
+
+    fn names(v: &Value) -> Vec<&str> {
+        v.as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .collect()
+    }
 
     #[test]
-    fn print() {
+    fn answers_are_components_with_what_the_server_always_writes_required() {
         let mut c = Components::new();
-        let a = c.schema::<crate::Answer<crate::CutoutResult>>();
-        let b = c.schema::<crate::Results<crate::Answer<crate::EmbedResult>>>();
-        let p = c.schema::<crate::ProductPage>();
-        let u = c.schema::<crate::Usage>();
-        let d = c.schema::<crate::BatchItem>();
-        println!("{a}\n{b}\n{p}\n{u}\n{d}");
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&c.into_schemas()).unwrap()
+        assert_eq!(
+            c.schema::<Answer<EmbedResult>>(),
+            serde_json::json!({"$ref": "#/components/schemas/EmbedResultAnswer"})
         );
+        let page = c.schema::<Vec<ProductPage>>();
+        assert_eq!(page["items"]["$ref"], "#/components/schemas/ProductPage");
+        c.schema::<Answer<CutoutResult>>();
+        let all = c.into_schemas();
+
+        let embed = &all["EmbedResultAnswer"];
+        let required = names(&embed["required"]);
+        for f in ["dimensions", "embedding", "model", "cached"] {
+            assert!(required.contains(&f), "{f} required: {embed}");
+        }
+        // Written only when asked for, or only on single answers.
+        for f in ["quality", "processing_time_ms"] {
+            assert!(
+                !required.contains(&f) && embed["properties"][f].is_object(),
+                "{f}"
+            );
+        }
+        // Fields serialised as null when unset are required and nullable.
+        let product = &all["Product"];
+        assert!(names(&product["required"]).contains(&"price"));
+        assert_eq!(
+            names(&product["properties"]["price"]["type"]),
+            ["number", "null"]
+        );
+
+        let cutout = &all["CutoutResultAnswer"];
+        assert_eq!(cutout["properties"]["format"]["const"], "png");
+        assert_eq!(
+            cutout["properties"]["image_base64"]["contentEncoding"],
+            "base64"
+        );
+    }
+
+    #[test]
+    fn enums_list_only_what_a_server_sends() {
+        let mut c = Components::new();
+        c.schema::<ProductPage>();
+        c.schema::<crate::SilhouetteResult>();
+        let all = c.into_schemas();
+        for (name, expected) in [
+            ("EmbeddingStatus", vec!["processing", "ready", "failed"]),
+            (
+                "ForegroundMethod",
+                vec!["alpha", "border_color", "model", "none"],
+            ),
+        ] {
+            let values: Vec<&str> = all[name]["oneOf"]
+                .as_array()
+                .unwrap_or_else(|| panic!("{name}: {}", all[name]))
+                .iter()
+                .flat_map(|v| v["const"].as_str().into_iter().chain(names(&v["enum"])))
+                .collect();
+            assert_eq!(values, expected, "{name}: {}", all[name]);
+        }
     }
 }
