@@ -3,6 +3,12 @@
 //! The auth middleware resolves the key to a [`Caller`] and, after the handler has run,
 //! settles metering and sets the five rate/quota headers on whatever the response is
 //! (errors included).
+//!
+//! Metering survives a request being dropped half-way (the client disconnected or timed
+//! out): quota reservations and settlements run as detached tasks that record their
+//! outcome in the meter whatever happens to the request, and a request dropped before
+//! its answer settles with nothing used ([`Unanswered`]). So `used` is always the units
+//! of results actually returned (docs/API.md, "Quota and rate limits").
 
 use std::sync::{Arc, Mutex};
 
@@ -66,11 +72,15 @@ pub struct Meter {
     store: Arc<dyn Store>,
     limiter: Arc<dyn RateLimiter>,
     account_id: String,
+    key_id: String,
     mode: KeyMode,
     limits: Limits,
     period_key: String,
     period_end: DateTime<Utc>,
     state: Mutex<MeterState>,
+    /// Held by each store operation of this meter (reservation, settlement), so a
+    /// settlement sees every reservation that was started before it.
+    ops: Arc<tokio::sync::Mutex<()>>,
 }
 
 impl Meter {
@@ -115,31 +125,76 @@ impl Meter {
     }
 
     /// Reserves `n` quota units before doing billable work; all or nothing.
-    pub async fn reserve(&self, n: u64) -> Result<(), ApiError> {
+    ///
+    /// The store call runs detached and records a granted reservation in the meter
+    /// itself, so units reserved for a request dropped meanwhile are still known to its
+    /// settlement (which waits for it) and given back.
+    pub async fn reserve(self: &Arc<Self>, n: u64) -> Result<(), ApiError> {
         if n == 0 || self.mode == KeyMode::Test {
             return Ok(());
         }
-        match self
-            .store
-            .reserve_quota(
-                &self.account_id,
-                &self.period_key,
-                n,
-                self.limits.monthly_calls,
-            )
-            .await
-            .map_err(ApiError::from)?
-        {
-            Reservation::Granted { used } => {
-                let mut s = self.lock();
-                s.reserved += n;
-                s.period_used = Some(used);
-                Ok(())
+        let ops = self.ops.clone().lock_owned().await;
+        let me = self.clone();
+        let task = tokio::spawn(async move {
+            let _ops = ops;
+            let r = me
+                .store
+                .reserve_quota(&me.account_id, &me.period_key, n, me.limits.monthly_calls)
+                .await;
+            if let Ok(Reservation::Granted { used } | Reservation::Exceeded { used }) = &r {
+                me.lock().period_used = Some(*used);
             }
-            Reservation::Exceeded { used } => {
-                self.lock().period_used = Some(used);
-                Err(self.quota_error(used))
+            if let Ok(Reservation::Granted { .. }) = &r {
+                me.lock().reserved += n;
             }
+            r
+        });
+        let reserved = task.await.map_err(|e| {
+            tracing::error!(error = %e, "quota reservation task failed");
+            ApiError::internal()
+        })?;
+        match reserved.map_err(ApiError::from)? {
+            Reservation::Granted { .. } => Ok(()),
+            Reservation::Exceeded { used } => Err(self.quota_error(used)),
+        }
+    }
+
+    /// Gives back reserved units not returned as results and records the returned ones
+    /// for the key's daily statistics. Runs detached (a dropped request still settles)
+    /// and at most once per unit: what it settles is taken out of the meter.
+    pub async fn settle(self: &Arc<Self>) {
+        let me = self.clone();
+        let task = tokio::spawn(async move {
+            let _ops = me.ops.clone().lock_owned().await;
+            let (reserved, used) = {
+                let mut s = me.lock();
+                (std::mem::take(&mut s.reserved), std::mem::take(&mut s.used))
+            };
+            if reserved == 0 && used == 0 {
+                return;
+            }
+            let settled = me
+                .store
+                .settle_usage(Settlement {
+                    account_id: me.account_id.clone(),
+                    key_id: me.key_id.clone(),
+                    mode: me.mode,
+                    period: me.period_key.clone(),
+                    reserved,
+                    used,
+                    day: Utc::now().date_naive(),
+                })
+                .await;
+            match settled {
+                Ok(u) if me.mode == KeyMode::Live => me.lock().period_used = Some(u),
+                Ok(_) => {}
+                Err(e) => {
+                    tracing::error!(error = %e, account_id = %me.account_id, reserved, used, "usage settlement failed")
+                }
+            }
+        });
+        if let Err(e) = task.await {
+            tracing::error!(error = %e, "usage settlement task failed");
         }
     }
 
@@ -226,11 +281,13 @@ impl Caller {
             store: state.store.clone(),
             limiter: state.limiter.clone(),
             account_id: account.id.clone(),
+            key_id: key.id.clone(),
             mode: key.mode,
             limits,
             period_key: period.key(),
             period_end: period.end,
             state: Mutex::new(MeterState::default()),
+            ops: Arc::default(),
         });
         Caller {
             key: Arc::new(key),
@@ -273,8 +330,10 @@ pub async fn require_key(
         Err(e) => return AppError(e).into_response(),
     };
     req.extensions_mut().insert(caller.clone());
+    let unanswered = Unanswered::new(&caller, req.uri().path());
     let mut res = next.run(req).await;
     finish_metering(&state, &caller, &mut res).await;
+    unanswered.answered();
     res.extensions_mut()
         .insert(AccountId(caller.account.id.clone()));
     res
@@ -282,31 +341,54 @@ pub async fn require_key(
 
 /// Settles the request's quota: units reserved but not returned as results are given
 /// back, the returned ones recorded for the key's daily statistics.
-pub async fn settle(state: &SharedState, caller: &Caller) {
-    let meter = &caller.meter;
-    let (reserved, used) = {
-        let s = meter.lock();
-        (s.reserved, s.used)
-    };
-    if reserved > 0 || used > 0 {
-        let settled = state
-            .store
-            .settle_usage(Settlement {
-                account_id: caller.account.id.clone(),
-                key_id: caller.key.id.clone(),
-                mode: caller.key.mode,
-                period: meter.period_key.clone(),
-                reserved,
-                used,
-                day: Utc::now().date_naive(),
-            })
-            .await;
-        match settled {
-            Ok(u) if caller.key.mode == KeyMode::Live => meter.lock().period_used = Some(u),
-            Ok(_) => {}
-            Err(e) => {
-                tracing::error!(error = %e, account_id = %caller.account.id, "usage settlement failed")
+pub async fn settle(caller: &Caller) {
+    caller.meter.settle().await;
+}
+
+/// Armed while a request is being answered; dropped armed (the request future was
+/// dropped: the client disconnected or timed out), it settles the meter with nothing
+/// used, since no result reached the client, and logs and counts the request.
+pub struct Unanswered {
+    meter: Option<Arc<Meter>>,
+    route: String,
+}
+
+impl Unanswered {
+    pub fn new(caller: &Caller, route: &str) -> Self {
+        Unanswered {
+            meter: Some(caller.meter.clone()),
+            route: route.to_owned(),
+        }
+    }
+
+    /// The answer is ready: nothing to do on drop.
+    pub fn answered(mut self) {
+        self.meter = None;
+    }
+}
+
+impl Drop for Unanswered {
+    fn drop(&mut self) {
+        let Some(meter) = self.meter.take() else {
+            return;
+        };
+        let reserved = {
+            let mut s = meter.lock();
+            s.used = 0;
+            s.reserved
+        };
+        metrics::counter!("dupify_requests_abandoned_total").increment(1);
+        tracing::warn!(
+            account_id = %meter.account_id,
+            route = %self.route,
+            reserved,
+            "request ended by the client before its answer; its quota units are given back"
+        );
+        match tokio::runtime::Handle::try_current() {
+            Ok(rt) => {
+                rt.spawn(async move { meter.settle().await });
             }
+            Err(_) => tracing::error!("no runtime to settle an abandoned request"),
         }
     }
 }
@@ -324,7 +406,7 @@ async fn finish_metering(state: &SharedState, caller: &Caller, res: &mut Respons
             *res = AppError(e).into_response();
         }
     }
-    settle(state, caller).await;
+    meter.settle().await;
 
     // Headers.
     let taken = meter.lock().rate;

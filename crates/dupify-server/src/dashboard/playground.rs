@@ -21,7 +21,7 @@ use maud::{html, Markup};
 
 use super::page::{csrf_field, html_response, layout, DashError, DashResult, Nav};
 use super::session::Session;
-use crate::auth::{settle, Caller};
+use crate::auth::{settle, Caller, Unanswered};
 use crate::image_request::answer;
 use crate::images::{ImageSource, ImagesRequest, SourceItem};
 use crate::state::SharedState;
@@ -286,8 +286,10 @@ pub async fn analyse(
         source: ImageSource::Bytes(upload.clone()),
         parameter: "image".into(),
     };
+    let unanswered = Unanswered::new(&caller, "/dashboard/playground");
     let answered = answer(&state, &caller, ImagesRequest::Single(item), ops, models).await;
-    settle(&state, &caller).await;
+    settle(&caller).await;
+    unanswered.answered();
     let row = match answered {
         Ok(a) => a
             .per_image

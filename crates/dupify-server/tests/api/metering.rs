@@ -305,3 +305,97 @@ async fn overload_answers_503_and_costs_no_quota() {
         "only successes are billed"
     );
 }
+
+/// Distinct 1600×1200 JPEGs, slow enough to decode that a batch of them is still being
+/// worked on when the test drops it.
+fn slow_jpegs(n: u32, seed: u32) -> Vec<String> {
+    let img = image::RgbImage::from_fn(1600, 1200, |x, y| {
+        image::Rgb([(x % 251) as u8, (y % 241) as u8, ((x * y) % 239) as u8])
+    });
+    (0..n)
+        .map(|i| {
+            let mut im = img.clone();
+            for y in 0..32 {
+                for x in 0..32 {
+                    im.put_pixel(x + 40 * i, y, image::Rgb([255, seed as u8, (i * 20) as u8]));
+                }
+            }
+            b64(&encode(&im, image::ImageFormat::Jpeg))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_dropped_before_its_answer_costs_no_quota() {
+    // One CPU slot: ten big images take a while, so the request is dropped mid-work.
+    let s = TestServer::start_with(|c| c.cpu_workers = 1).await;
+    let account = s.account(Tier::Pro, None, None).await;
+    let (key, _) = s.key_with(&account, "", KeyMode::Live, None).await;
+    let period =
+        dupify_core::BillingPeriod::containing(account.billing_anchor, chrono::Utc::now()).key();
+    let images: Vec<Value> = slow_jpegs(10, 1)
+        .into_iter()
+        .map(|j| json!({"image_base64": j}))
+        .collect();
+    let body = json!({"images": images, "max_colors": 3});
+
+    let url = s.url("/v1/colors");
+    let (k, b) = (key.clone(), body.clone());
+    let request = tokio::spawn(async move { post(&client(), &url, &k, b).await });
+    // The ten units are reserved while the images are being worked on ...
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.store.period_usage(&account.id, &period).await.unwrap() < 10 {
+        assert!(
+            !request.is_finished(),
+            "answered before it could be dropped"
+        );
+        assert!(Instant::now() < deadline, "the units were never reserved");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    // ... then the client goes away (its connection is closed).
+    request.abort();
+    assert!(request.await.unwrap_err().is_cancelled());
+
+    // Nothing reached the client, so nothing is billed: the reservation is given back.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while s.store.period_usage(&account.id, &period).await.unwrap() != 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the dropped request kept its units"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let metrics = client()
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("dupify_requests_abandoned_total 1"),
+        "the abandoned request is counted"
+    );
+
+    // The same batch answered in full costs exactly the results it returns, and the
+    // usage report adds up: used = the sum of the days' calls.
+    let res = post(&client(), &s.url("/v1/colors"), &key, body).await;
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    let returned = v["results"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r["cached"] == false)
+        .count() as u64;
+    let u = usage_of(&s, &key).await;
+    assert_eq!(u["used"], returned);
+    let days: u64 = u["days"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["calls"].as_u64().unwrap())
+        .sum();
+    assert_eq!(days, returned);
+}
