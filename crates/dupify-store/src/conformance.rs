@@ -15,9 +15,9 @@ use chrono::{DateTime, Duration, TimeZone, Utc};
 use dupify_core::{KeyHash, KeyMode, Scopes, Tier};
 
 use crate::{
-    Account, DashboardSession, JobOutcome, NewAccount, NewDashboardUser, NewKey, ProductFeatures,
-    ProductImage, ProductInput, ProductStatus, ProductVectors, Reservation, Settlement, Store,
-    UpsertContext, UpsertRefusal,
+    Account, DashboardSession, JobOutcome, LoginAttempt, NewAccount, NewDashboardUser, NewKey,
+    ProductFeatures, ProductImage, ProductInput, ProductStatus, ProductVectors, Reservation,
+    Settlement, Store, UpsertContext, UpsertRefusal,
 };
 
 /// Two handles on one database.
@@ -552,37 +552,61 @@ pub async fn sessions(p: &Pair) {
     assert!(p.a.find_session("tok", t0()).await.unwrap().is_none());
 }
 
-/// Failed sign-ins are counted per subject, exactly under concurrency, forgotten
-/// after their window and on a clear.
+/// Sign-in attempts are counted before the password check, exactly under concurrency:
+/// of many parallel attempts, only the limit get through; a forgiven attempt no longer
+/// counts; failures leave their window and are cleared per subject.
 pub async fn sign_in_failures(p: &Pair) {
     let subject = format!("email:{}", unique("x"));
+    let ip = format!("ip:{}", unique("10.0.0"));
+    let since = t0() - Duration::minutes(15);
     let tasks: Vec<_> = (0..20)
         .map(|i| {
             let s = if i % 2 == 0 { p.a.clone() } else { p.b.clone() };
-            let subjects = vec![subject.clone(), "ip:127.0.0.1".into()];
+            let subjects = vec![(subject.clone(), 5), (ip.clone(), 100)];
             let at = t0() + Duration::seconds(i);
             tokio::spawn(async move {
-                s.record_login_failure(subjects, at, t0() - Duration::minutes(15))
+                s.begin_login_attempt(subjects, at, since, since - Duration::hours(1))
                     .await
             })
         })
         .collect();
+    let mut counted = 0;
     for t in tasks {
-        t.await.unwrap().unwrap();
+        match t.await.unwrap().unwrap() {
+            LoginAttempt::Counted => counted += 1,
+            LoginAttempt::Refused { latest } => assert!(latest.is_some()),
+        }
     }
-    let (n, last) = p.a.login_failures(&subject, t0()).await.unwrap();
-    assert_eq!((n, last), (20, Some(t0() + Duration::seconds(19))));
-    let (recent, _) =
-        p.b.login_failures(&subject, t0() + Duration::seconds(10))
-            .await
-            .unwrap();
-    assert_eq!(recent, 10);
+    assert_eq!(counted, 5, "only the limit of attempts get through");
+    let (n, last) = p.a.login_failures(&subject, since).await.unwrap();
+    assert_eq!(n, 5);
+    assert!(last.unwrap() <= t0() + Duration::seconds(19));
+    assert_eq!(p.b.login_failures(&ip, since).await.unwrap().0, 5);
+
+    // A right password takes its own attempt back (one row per subject), not the others.
+    let first = last.unwrap();
+    p.b.forgive_login_attempt(vec![subject.clone(), ip.clone()], first)
+        .await
+        .unwrap();
+    assert_eq!(p.a.login_failures(&subject, since).await.unwrap().0, 4);
+    assert_eq!(p.a.login_failures(&ip, since).await.unwrap().0, 4);
+    let again =
+        p.a.begin_login_attempt(
+            vec![(subject.clone(), 5)],
+            t0() + Duration::seconds(30),
+            since,
+            since - Duration::hours(1),
+        )
+        .await
+        .unwrap();
+    assert_eq!(again, LoginAttempt::Counted);
+
+    // Outside the window nothing counts; a clear forgets the subject, not the address.
+    let later = t0() + Duration::minutes(20);
+    assert_eq!(p.a.login_failures(&subject, later).await.unwrap().0, 0);
     p.b.clear_login_failures(&subject).await.unwrap();
-    assert_eq!(p.a.login_failures(&subject, t0()).await.unwrap().0, 0);
-    assert_eq!(
-        p.a.login_failures("ip:127.0.0.1", t0()).await.unwrap().0,
-        20
-    );
+    assert_eq!(p.a.login_failures(&subject, since).await.unwrap().0, 0);
+    assert_eq!(p.a.login_failures(&ip, since).await.unwrap().0, 4);
 }
 
 /// Another account's (or mode's) product is invisible on every read and write.

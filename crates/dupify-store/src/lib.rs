@@ -66,6 +66,16 @@ pub enum Reservation {
     Exceeded { used: u64 },
 }
 
+/// Outcome of [`DashboardStore::begin_login_attempt`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LoginAttempt {
+    /// Counted as a failure of every subject until forgiven: go on and check the password.
+    Counted,
+    /// A subject already has its limit of failures in the window; `latest` is the most
+    /// recent of the failures that caused it.
+    Refused { latest: Option<DateTime<Utc>> },
+}
+
 /// Accounts: who calls, on which tier and limits.
 #[async_trait]
 pub trait AccountStore: Send + Sync + 'static {
@@ -248,11 +258,24 @@ pub trait DashboardStore: Send + Sync + 'static {
 
     async fn delete_session(&self, token_hash: &str) -> StoreResult<()>;
 
-    async fn record_login_failure(
+    /// A sign-in attempt, counted *before* its password is checked so that parallel
+    /// guesses cannot all pass the check. In one atomic step: refused when any subject
+    /// (`(subject, limit)`) already has `limit` failures at or after `since`; otherwise
+    /// recorded at `at` as a failure of every subject. Failures older than
+    /// `forget_before` are dropped on the way.
+    async fn begin_login_attempt(
+        &self,
+        subjects: Vec<(String, u64)>,
+        at: DateTime<Utc>,
+        since: DateTime<Utc>,
+        forget_before: DateTime<Utc>,
+    ) -> StoreResult<LoginAttempt>;
+
+    /// Takes back one attempt counted at `at` for each subject (the password was right).
+    async fn forgive_login_attempt(
         &self,
         subjects: Vec<String>,
         at: DateTime<Utc>,
-        forget_before: DateTime<Utc>,
     ) -> StoreResult<()>;
 
     async fn login_failures(

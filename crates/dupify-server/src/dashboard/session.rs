@@ -18,7 +18,9 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::Extension;
 use chrono::{DateTime, Duration, Utc};
 use dupify_core::Tier;
-use dupify_store::{Account, DashboardSession, DashboardUser, NewDashboardUser, StoreError};
+use dupify_store::{
+    Account, DashboardSession, DashboardUser, LoginAttempt, NewDashboardUser, StoreError,
+};
 use maud::{html, Markup};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
@@ -433,13 +435,16 @@ pub async fn signin(
     let email_subject = format!("email:{email}");
     let ip_subject = peer.map(|Extension(ConnectInfo(a))| format!("ip:{}", a.ip()));
 
-    let (by_email, email_latest) = state.store.login_failures(&email_subject, since).await?;
-    let (by_ip, ip_latest) = match &ip_subject {
-        Some(s) => state.store.login_failures(s, since).await?,
-        None => (0, None),
-    };
-    if by_email >= MAX_FAILURES_PER_EMAIL || by_ip >= MAX_FAILURES_PER_IP {
-        let latest = email_latest.max(ip_latest);
+    // The attempt counts as a failure before the (slow) password check, in one atomic
+    // step with the limit check: however many guesses arrive at once, at most the limit
+    // get to the check. A right password takes its attempt back.
+    let mut subjects = vec![(email_subject.clone(), MAX_FAILURES_PER_EMAIL)];
+    subjects.extend(ip_subject.iter().map(|s| (s.clone(), MAX_FAILURES_PER_IP)));
+    let attempt = state
+        .store
+        .begin_login_attempt(subjects, now, since, now - FAILURE_WINDOW * 4)
+        .await?;
+    if let LoginAttempt::Refused { latest } = attempt {
         let msg = format!(
             "Too many failed sign-in attempts. Try again in {} minute(s).",
             minutes_left(latest, now)
@@ -470,16 +475,16 @@ pub async fn signin(
     let ok = blocking(move || verify_password(&password, &phc)).await? && user.is_some();
     match user {
         Some(user) if ok => {
+            // The owner got in: their email's failures are forgotten; the address keeps
+            // its earlier failures but not this attempt.
             state.store.clear_login_failures(&email_subject).await?;
+            if let Some(ip) = ip_subject {
+                state.store.forgive_login_attempt(vec![ip], now).await?;
+            }
             start_session(&state, &headers, &user).await
         }
         _ => {
-            let mut subjects = vec![email_subject];
-            subjects.extend(ip_subject);
-            state
-                .store
-                .record_login_failure(subjects, now, now - FAILURE_WINDOW * 4)
-                .await?;
+            // Already counted by begin_login_attempt.
             Ok(auth_page(
                 &state,
                 &headers,

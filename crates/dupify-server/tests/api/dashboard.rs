@@ -269,6 +269,33 @@ async fn signin_with_a_wrong_password_is_refused() {
     assert_eq!(get(&s, &c, "/dashboard/keys").await.status, 200);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_guesses_cannot_pass_the_sign_in_limit() {
+    let s = std::sync::Arc::new(TestServer::start().await);
+    signed_in(&s, "trent@example.com").await;
+    // 40 wrong guesses at once, each from its own browser: exactly the limit (5) reach
+    // the password check and answer 401; every other one is refused with 429 before it.
+    let tasks: Vec<_> = (0..40)
+        .map(|_| {
+            let s = s.clone();
+            tokio::spawn(async move {
+                let c = browser();
+                signin(&s, &c, "trent@example.com", "a wrong guess")
+                    .await
+                    .status
+            })
+        })
+        .collect();
+    let mut by_status = std::collections::BTreeMap::<u16, u32>::new();
+    for t in tasks {
+        *by_status.entry(t.await.unwrap()).or_default() += 1;
+    }
+    assert_eq!(by_status, [(401, 5), (429, 35)].into(), "{by_status:?}");
+    // And the right password is refused too while the window lasts.
+    let p = signin(&s, &browser(), "trent@example.com", "correct horse battery").await;
+    assert_eq!(p.status, 429);
+}
+
 #[tokio::test]
 async fn repeated_failed_signins_are_throttled() {
     let s = TestServer::start().await;

@@ -185,23 +185,68 @@ impl DashboardStore for SqliteStore {
         .await
     }
 
-    async fn record_login_failure(
+    async fn begin_login_attempt(
         &self,
-        subjects: Vec<String>,
+        subjects: Vec<(String, u64)>,
         at: DateTime<Utc>,
+        since: DateTime<Utc>,
         forget_before: DateTime<Utc>,
-    ) -> StoreResult<()> {
+    ) -> StoreResult<LoginAttempt> {
         self.with(move |c| {
-            let tx = c.transaction().map_err(backend)?;
+            // IMMEDIATE: the counts and the insert are one step, also across processes.
+            let tx = c
+                .transaction_with_behavior(TransactionBehavior::Immediate)
+                .map_err(backend)?;
             tx.execute(
                 "DELETE FROM dashboard_login_failures WHERE at < ?1",
                 params![ms(forget_before)],
             )
             .map_err(backend)?;
-            for s in &subjects {
+            let mut refused = false;
+            let mut latest: Option<DateTime<Utc>> = None;
+            for (subject, limit) in &subjects {
+                let (n, last): (i64, Option<i64>) = tx
+                    .query_row(
+                        "SELECT COUNT(*), MAX(at) FROM dashboard_login_failures WHERE subject = ?1 AND at >= ?2",
+                        params![subject, ms(since)],
+                        |r| Ok((r.get(0)?, r.get(1)?)),
+                    )
+                    .map_err(backend)?;
+                if n.max(0) as u64 >= *limit {
+                    refused = true;
+                    latest = latest.max(opt_ms(last));
+                }
+            }
+            if refused {
+                tx.commit().map_err(backend)?;
+                return Ok(LoginAttempt::Refused { latest });
+            }
+            for (subject, _) in &subjects {
                 tx.execute(
                     "INSERT INTO dashboard_login_failures (subject, at) VALUES (?1, ?2)",
-                    params![s, ms(at)],
+                    params![subject, ms(at)],
+                )
+                .map_err(backend)?;
+            }
+            tx.commit().map_err(backend)?;
+            Ok(LoginAttempt::Counted)
+        })
+        .await
+    }
+
+    async fn forgive_login_attempt(
+        &self,
+        subjects: Vec<String>,
+        at: DateTime<Utc>,
+    ) -> StoreResult<()> {
+        self.with(move |c| {
+            let tx = c.transaction().map_err(backend)?;
+            for subject in &subjects {
+                // One row: attempts of a subject at the same instant are alike.
+                tx.execute(
+                    "DELETE FROM dashboard_login_failures WHERE rowid IN
+                     (SELECT rowid FROM dashboard_login_failures WHERE subject = ?1 AND at = ?2 LIMIT 1)",
+                    params![subject, ms(at)],
                 )
                 .map_err(backend)?;
             }
