@@ -2,10 +2,13 @@
 
 use std::sync::Arc;
 
-use axum::extract::DefaultBodyLimit;
-use axum::middleware::{from_fn, from_fn_with_state};
+use axum::extract::{DefaultBodyLimit, Request};
+use axum::http::{header, HeaderValue};
+use axum::middleware::{from_fn, from_fn_with_state, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{delete, get, post, MethodRouter};
 use axum::Router;
+use dupify_core::{ApiError, ErrorCode};
 
 use crate::auth::require_key;
 use crate::edge::edge;
@@ -14,15 +17,11 @@ use crate::handlers::{catalog, ops, usage, vision};
 use crate::state::SharedState;
 
 async fn not_found() -> AppError {
-    AppError(dupify_core::ApiError::from_code(
-        dupify_core::ErrorCode::NotFound,
-    ))
+    AppError(ApiError::from_code(ErrorCode::NotFound))
 }
 
 async fn method_not_allowed() -> AppError {
-    AppError(dupify_core::ApiError::from_code(
-        dupify_core::ErrorCode::MethodNotAllowed,
-    ))
+    AppError(ApiError::from_code(ErrorCode::MethodNotAllowed))
 }
 
 /// Wraps a route's handlers in key authentication; a wrong method still answers 405
@@ -66,6 +65,27 @@ pub fn router(state: SharedState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(from_fn(move |req: Request, next: Next| {
+            refuse_declared_oversize(body_limit, req, next)
+        }))
         .layer(from_fn(edge))
         .with_state(Arc::clone(&state))
+}
+
+/// A body declared (`Content-Length`) larger than the limit is refused before anything
+/// reads it, and the connection is closed rather than drained: waiting for 100 GB that
+/// will be refused anyway would hold the connection for nothing.
+async fn refuse_declared_oversize(limit: usize, req: Request, next: Next) -> Response {
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.trim().parse::<u64>().ok());
+    if declared.is_some_and(|n| n > limit as u64) {
+        let mut res = AppError(ApiError::from_code(ErrorCode::PayloadTooLarge)).into_response();
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        return res;
+    }
+    next.run(req).await
 }

@@ -66,7 +66,11 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             if rej.status().as_u16() == 413 {
                 ApiError::from_code(ErrorCode::PayloadTooLarge)
             } else {
-                ApiError::invalid("body", "the request body could not be read")
+                // A body that stopped arriving (the body read timeout) or a broken connection.
+                ApiError::invalid(
+                    "body",
+                    "the request body could not be read whole: it did not arrive in time, or the connection broke",
+                )
             }
         })?;
         let value: Value = serde_json::from_slice(&bytes)

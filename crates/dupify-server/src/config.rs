@@ -42,6 +42,16 @@ pub struct ServerConfig {
     pub cpu_queue_limit: usize,
     /// Longest time to let in-flight requests finish at shutdown, in seconds.
     pub shutdown_grace_secs: u64,
+    /// A connection must send a request's whole header within this many seconds, both
+    /// when it opens and while it idles between keep-alive requests; else it is closed.
+    pub header_read_timeout_secs: f64,
+    /// A request's whole body must arrive within this many seconds of its header;
+    /// else it is refused (`400 invalid_parameter` naming `body`) and the connection closed.
+    pub body_read_timeout_secs: f64,
+    /// Most client connections open at once; beyond it new connections are closed at
+    /// once (counted in `dupify_connections_refused_total`). 0 = from the process's
+    /// open-file limit (raised to its hard limit at start), leaving room for files.
+    pub max_connections: usize,
     /// `text` or `json` log lines.
     pub log_format: String,
     /// Segmentation models to load at start (files `<name>.onnx` in `models_dir`); the
@@ -118,6 +128,9 @@ impl Default for ServerConfig {
             cpu_workers: 0,
             cpu_queue_limit: 64,
             shutdown_grace_secs: 30,
+            header_read_timeout_secs: 10.0,
+            body_read_timeout_secs: 60.0,
+            max_connections: 0,
             log_format: "text".into(),
             segmentation_models: vec!["u2net".into(), "u2netp".into()],
             clip_model: String::new(),

@@ -10,6 +10,7 @@ pub mod cache;
 pub mod catalog_search;
 pub mod catalog_worker;
 pub mod config;
+pub mod connections;
 pub mod dashboard;
 pub mod edge;
 pub mod error;
@@ -143,25 +144,9 @@ pub async fn serve(
     let workers = catalog_worker::start(state.clone());
     let app = app::router(state.clone());
     let grace = Duration::from_secs(state.config.shutdown_grace_secs);
-    let (tx, rx) = tokio::sync::oneshot::channel::<()>();
-    let server = axum::serve(
-        listener,
-        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
-        shutdown.await;
-        let _ = tx.send(());
-    });
-    let result = tokio::select! {
-        r = server => r.context("server error"),
-        _ = async {
-            let _ = rx.await;
-            tokio::time::sleep(grace).await;
-        } => {
-            tracing::warn!("shutdown grace period over; dropping remaining connections");
-            Ok(())
-        }
-    };
+    let result = connections::serve(listener, app, &state.config, grace, shutdown)
+        .await
+        .context("server error");
     flusher.abort();
     workers.stop().await;
     state.flush_key_touches().await;

@@ -3,6 +3,7 @@
 
 mod catalog;
 mod colors;
+mod connections;
 mod dashboard;
 mod errors;
 mod fetch;
