@@ -228,7 +228,13 @@ pub async fn create(
     let fresh = form
         .get("nonce")
         .filter(|n| n.len() == 32 && n.bytes().all(|b| b.is_ascii_hexdigit()))
-        .map(|n| used_nonces().entry(n.to_owned()).or_insert(()).is_fresh());
+        // Hex is case-blind: one token, one key, however it is spelt.
+        .map(|n| {
+            used_nonces()
+                .entry(n.to_ascii_lowercase())
+                .or_insert(())
+                .is_fresh()
+        });
     match fresh {
         None => return invalid("The form is incomplete; reload the page and try again.").await,
         Some(false) => {

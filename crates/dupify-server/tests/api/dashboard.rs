@@ -137,6 +137,14 @@ async fn create_key(
     let again = post_form(s, c, "/dashboard/keys", &form).await;
     assert_eq!(again.status, 409, "{}", again.body);
     assert!(text_of(&again.body, "new-secret").is_none());
+    // Nor does the same nonce spelt in capitals.
+    let upper = nonce.to_ascii_uppercase();
+    let replay: Vec<(&str, &str)> = form
+        .iter()
+        .map(|&(k, v)| (k, if k == "nonce" { upper.as_str() } else { v }))
+        .collect();
+    let again = post_form(s, c, "/dashboard/keys", &replay).await;
+    assert_eq!(again.status, 409, "{}", again.body);
     let secret = text_of(&p.body, "new-secret").expect("the new secret");
     let prefix = &secret[..12];
     let id = attr_after(
