@@ -1,6 +1,7 @@
-//! JSON request bodies. The body is checked to be a JSON object here; its fields are
-//! read by the wire contract's request types (`dupify_api::requests`), whose rejections
-//! name the parameter at fault, so clients can fix the request without guessing.
+//! JSON request bodies. The body is checked to be a JSON object with no repeated key
+//! here; its fields are read by the wire contract's request types
+//! (`dupify_api::requests`), whose rejections name the parameter at fault, so clients
+//! can fix the request without guessing.
 
 use axum::body::Bytes;
 use axum::extract::{FromRequest, Request};
@@ -73,11 +74,9 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
                 )
             }
         })?;
-        let value: Value = serde_json::from_slice(&bytes)
-            .map_err(|e| ApiError::invalid("body", format!("the body is not valid JSON: {e}")))?;
-        match value {
-            Value::Object(_) => Ok(JsonBody(value)),
-            _ => Err(ApiError::invalid("body", "the body must be a JSON object").into()),
-        }
+        // Valid JSON, an object, no key given twice (a repeated key names its path).
+        Ok(JsonBody(
+            dupify_api::requests::json_object(&bytes).map_err(ApiError::from)?,
+        ))
     }
 }

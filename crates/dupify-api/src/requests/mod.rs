@@ -108,6 +108,133 @@ impl Rejection {
     }
 }
 
+/// Reads a request body's JSON: it must be valid JSON, an object, and name no key twice
+/// at any depth. (Parsers differ on which of two equal keys wins: a body that a proxy and
+/// this server could read differently is refused instead.)
+pub fn json_object(bytes: &[u8]) -> Result<Value, Rejection> {
+    use serde::de::DeserializeSeed as _;
+    let walk = Walk::default();
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed = Unique(&walk).deserialize(&mut de).and_then(|v| {
+        de.end()?;
+        Ok(v)
+    });
+    match parsed {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err(Rejection::invalid("body", "the body must be a JSON object")),
+        Err(e) => match walk.duplicate.take() {
+            Some(path) => Err(Rejection::invalid(
+                path.clone(),
+                format!("{path} is given more than once"),
+            )),
+            None => Err(Rejection::invalid(
+                "body",
+                format!("the body is not valid JSON: {e}"),
+            )),
+        },
+    }
+}
+
+/// Where the reader is in the document, and the first repeated key's path.
+#[derive(Default)]
+struct Walk {
+    path: std::cell::RefCell<Vec<Step>>,
+    duplicate: std::cell::RefCell<Option<String>>,
+}
+
+enum Step {
+    Key(String),
+    Index(usize),
+}
+
+impl Walk {
+    fn render(&self, last: &str) -> String {
+        let mut out = String::new();
+        for step in self.path.borrow().iter() {
+            match step {
+                Step::Key(k) => {
+                    if !out.is_empty() {
+                        out.push('.');
+                    }
+                    out.push_str(k);
+                }
+                Step::Index(i) => out.push_str(&format!("[{i}]")),
+            }
+        }
+        if !out.is_empty() {
+            out.push('.');
+        }
+        out.push_str(last);
+        out
+    }
+}
+
+/// Reads one JSON value, refusing objects with a repeated key.
+#[derive(Clone, Copy)]
+struct Unique<'a>(&'a Walk);
+
+impl<'de> serde::de::DeserializeSeed<'de> for Unique<'_> {
+    type Value = Value;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        d.deserialize_any(self)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for Unique<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a JSON value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Value, E> {
+        Ok(Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Value, E> {
+        Ok(v.into())
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Value, E> {
+        Ok(serde_json::Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Value, E> {
+        Ok(Value::String(v.to_owned()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Value, E> {
+        Ok(Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        let mut items = Vec::new();
+        loop {
+            self.0.path.borrow_mut().push(Step::Index(items.len()));
+            let item = seq.next_element_seed(self);
+            self.0.path.borrow_mut().pop();
+            match item? {
+                Some(v) => items.push(v),
+                None => return Ok(Value::Array(items)),
+            }
+        }
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut m = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            if m.contains_key(&key) {
+                *self.0.duplicate.borrow_mut() = Some(self.0.render(&key));
+                return Err(serde::de::Error::custom("repeated key"));
+            }
+            self.0.path.borrow_mut().push(Step::Key(key.clone()));
+            let v = map.next_value_seed(self);
+            self.0.path.borrow_mut().pop();
+            m.insert(key, v?);
+        }
+        Ok(Value::Object(m))
+    }
+}
+
 /// A request body: deserialised by serde, then checked by [`Request::validate`].
 pub trait Request: DeserializeOwned {
     /// Ranges and cross-field rules; may normalise fields in place.

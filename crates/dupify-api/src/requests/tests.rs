@@ -200,3 +200,33 @@ fn texts_are_bounded() {
     let r = reject::<SegmenterOptions>(json!({"model": "u2net", "segmentation_model": "u2netp"}));
     assert_eq!(r.parameter, "model");
 }
+
+#[test]
+fn bodies_are_objects_without_repeated_keys() {
+    let ok = json_object(
+        br#"{"max_colors": 3, "images": [{"image_url": "u"}], "n": [1.5, null, true]}"#,
+    )
+    .unwrap();
+    assert_eq!(ok["images"][0]["image_url"], "u");
+    assert_eq!(ok["n"], json!([1.5, null, true]));
+
+    let r = json_object(br#"{"max_colors": 3, "max_colors": 40}"#).unwrap_err();
+    assert_eq!(r.parameter, "max_colors");
+    assert_eq!(r.message, "max_colors is given more than once");
+    let r =
+        json_object(br#"{"images": [{"image_url": "a"}, {"image_url": "a", "image_url": "b"}]}"#)
+            .unwrap_err();
+    assert_eq!(r.parameter, "images[1].image_url");
+    let r = json_object(br#"{"filters": {"metadata": {"a": 1, "a": 2}}}"#).unwrap_err();
+    assert_eq!(r.parameter, "filters.metadata.a");
+
+    assert_eq!(json_object(b"[1]").unwrap_err().parameter, "body");
+    let r = json_object(b"{\"a\": 1} trailing").unwrap_err();
+    assert_eq!(r.parameter, "body");
+    assert!(
+        r.message.starts_with("the body is not valid JSON"),
+        "{}",
+        r.message
+    );
+    assert_eq!(json_object(b"{\"a\": ").unwrap_err().parameter, "body");
+}

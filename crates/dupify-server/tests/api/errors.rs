@@ -114,6 +114,26 @@ async fn body_errors() {
     let e = expect_error(res, 400, "invalid_parameter").await;
     assert_eq!(e["details"]["parameter"], "body");
 
+    // A key given twice is refused (parsers disagree on which one wins), by its path.
+    for (body, parameter) in [
+        (r#"{"max_colors": 3, "max_colors": 40}"#, "max_colors"),
+        (
+            r#"{"images": [{"image_base64": "AA", "image_base64": "BB"}]}"#,
+            "images[0].image_base64",
+        ),
+    ] {
+        let res = c
+            .post(&url)
+            .header("X-API-Key", &key)
+            .header("Content-Type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let e = expect_error(res, 400, "invalid_parameter").await;
+        assert_eq!(e["details"]["parameter"], parameter, "{body}");
+    }
+
     let big = json!({"image_base64": "A".repeat(10_000)});
     let res = c
         .post(&url)
