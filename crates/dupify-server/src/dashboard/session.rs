@@ -39,6 +39,10 @@ const ABSOLUTE: Duration = Duration::days(30);
 const FAILURE_WINDOW: Duration = Duration::minutes(15);
 const MAX_FAILURES_PER_EMAIL: u64 = 5;
 const MAX_FAILURES_PER_IP: u64 = 20;
+/// Sign-ups from one address per [`SIGNUP_WINDOW`] (a shop's team signs up a few
+/// people; a script signing up hundreds of free accounts is refused).
+const MAX_SIGNUPS_PER_IP: u64 = 10;
+const SIGNUP_WINDOW: Duration = Duration::hours(1);
 pub const MIN_PASSWORD_CHARS: usize = 10;
 const MAX_PASSWORD_BYTES: usize = 1024;
 
@@ -240,10 +244,19 @@ fn decoy_hash() -> &'static str {
     DECOY.get_or_init(|| hash_password(&random_hex()).unwrap_or_default())
 }
 
+/// Runs a password hash or check on the blocking pool, at most one per core at a time:
+/// each argon2id run takes ~19 MiB, so a burst of sign-ups or sign-ins waits its turn
+/// instead of growing the process by a gigabyte.
 async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> DashResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|_| DashError::internal())
+    static HASHING: OnceLock<tokio::sync::Semaphore> = OnceLock::new();
+    let slots = HASHING.get_or_init(|| {
+        tokio::sync::Semaphore::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    });
+    let _slot = slots.acquire().await.map_err(|_| DashError::internal())?;
+    tokio::task::spawn_blocking(f).await.map_err(|e| {
+        tracing::error!(error = %e, "password hashing task failed");
+        DashError::internal()
+    })
 }
 
 fn normalise_email(s: &str) -> String {
@@ -366,6 +379,7 @@ pub async fn signin_page(State(state): State<SharedState>, headers: HeaderMap) -
 pub async fn signup(
     State(state): State<SharedState>,
     headers: HeaderMap,
+    peer: Option<Extension<ConnectInfo<SocketAddr>>>,
     body: Bytes,
 ) -> DashResult {
     if !state.config.dashboard_signup {
@@ -393,6 +407,36 @@ pub async fn signup(
     }
     if password.len() > MAX_PASSWORD_BYTES {
         return refuse("The password is too long (at most 1024 bytes).");
+    }
+    // Counted (atomically with the check) before the slow hash, like sign-in attempts.
+    if let Some(Extension(ConnectInfo(addr))) = peer {
+        let now = Utc::now();
+        let attempt = state
+            .store
+            .begin_login_attempt(
+                vec![(format!("signup:{}", addr.ip()), MAX_SIGNUPS_PER_IP)],
+                now,
+                now - SIGNUP_WINDOW,
+                now - SIGNUP_WINDOW,
+            )
+            .await?;
+        if let LoginAttempt::Refused { latest } = attempt {
+            let wait = latest.map_or(SIGNUP_WINDOW, |l| l + SIGNUP_WINDOW - now);
+            let minutes = ((wait.num_seconds() + 59) / 60).max(1);
+            let mut res = auth_page(
+                &state,
+                &headers,
+                AuthForm::SignUp,
+                StatusCode::TOO_MANY_REQUESTS,
+                &email,
+                Some(&format!(
+                    "Too many sign-ups from this address. Try again in {minutes} minute(s)."
+                )),
+            );
+            res.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(minutes * 60));
+            return Ok(res);
+        }
     }
     let hash = blocking(move || hash_password(&password)).await??;
     let created = state

@@ -305,6 +305,27 @@ async fn parallel_guesses_cannot_pass_the_sign_in_limit() {
 }
 
 #[tokio::test]
+async fn sign_ups_from_one_address_are_limited() {
+    let s = TestServer::start().await;
+    let mut statuses = Vec::new();
+    for i in 0..12 {
+        let p = signup(
+            &s,
+            &browser(),
+            &format!("user{i}@example.com"),
+            "correct horse battery",
+        )
+        .await;
+        statuses.push(p.status);
+        if p.status == 429 {
+            assert!(p.body.contains("Too many sign-ups"), "{}", p.body);
+            assert!(p.headers.get("retry-after").is_some());
+        }
+    }
+    assert_eq!(statuses, [[303; 10].as_slice(), &[429, 429]].concat());
+}
+
+#[tokio::test]
 async fn repeated_failed_signins_are_throttled() {
     let s = TestServer::start().await;
     signed_in(&s, "mallory@example.com").await;
