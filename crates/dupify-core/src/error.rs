@@ -139,10 +139,27 @@ impl ApiError {
     }
 
     /// Adds a `details` entry.
+    /// Adds context under `details`. Echoed client values are bounded: a string over
+    /// [`MAX_ECHO_CHARS`] is cut (with `…`), and an array or object echoed whole is
+    /// replaced by its size, so an error is never as large as the request that caused it.
     pub fn detail(mut self, key: &str, value: impl Into<Value>) -> Self {
+        let value = match value.into() {
+            Value::String(s) if s.chars().count() > MAX_ECHO_CHARS => {
+                let mut cut: String = s.chars().take(MAX_ECHO_CHARS).collect();
+                cut.push('…');
+                Value::String(cut)
+            }
+            Value::Array(a) if a.len() > MAX_ECHO_ITEMS => {
+                Value::String(format!("(an array of {} items)", a.len()))
+            }
+            Value::Object(o) if o.len() > MAX_ECHO_ITEMS => {
+                Value::String(format!("(an object of {} fields)", o.len()))
+            }
+            v => v,
+        };
         self.details
             .get_or_insert_with(Default::default)
-            .insert(key.to_owned(), value.into());
+            .insert(key.to_owned(), value);
         self
     }
 
@@ -187,6 +204,11 @@ impl std::fmt::Display for ApiError {
 impl std::error::Error for ApiError {}
 
 /// A request the wire contract refused (docs/API.md, "Errors": the parameter is always named).
+/// Longest client string echoed back in `details`.
+pub const MAX_ECHO_CHARS: usize = 200;
+/// Most items of a client array or object echoed back in `details`.
+pub const MAX_ECHO_ITEMS: usize = 20;
+
 impl From<dupify_api::requests::Rejection> for ApiError {
     fn from(r: dupify_api::requests::Rejection) -> Self {
         use dupify_api::requests::RejectionKind;
@@ -205,6 +227,20 @@ impl From<dupify_api::requests::Rejection> for ApiError {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn echoed_values_are_bounded() {
+        let long = "x".repeat(5_000);
+        let e = ApiError::invalid("limit", "bad").detail("value", long);
+        let v = e.details.as_ref().unwrap()["value"].as_str().unwrap().to_owned();
+        assert_eq!(v.chars().count(), MAX_ECHO_CHARS + 1);
+        assert!(v.ends_with('…'));
+        let many: Vec<u32> = (0..2_000_000).collect();
+        let e = ApiError::invalid("texts", "bad").detail("value", many);
+        assert_eq!(e.details.unwrap()["value"], "(an array of 2000000 items)");
+        let e = ApiError::invalid("top_k", "bad").detail("value", 40);
+        assert_eq!(e.details.unwrap()["value"], 40);
+    }
 
     #[test]
     fn codes_are_unique_and_statuses_match_spec_classes() {
