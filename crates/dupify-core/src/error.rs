@@ -232,7 +232,10 @@ mod tests {
     fn echoed_values_are_bounded() {
         let long = "x".repeat(5_000);
         let e = ApiError::invalid("limit", "bad").detail("value", long);
-        let v = e.details.as_ref().unwrap()["value"].as_str().unwrap().to_owned();
+        let v = e.details.as_ref().unwrap()["value"]
+            .as_str()
+            .unwrap()
+            .to_owned();
         assert_eq!(v.chars().count(), MAX_ECHO_CHARS + 1);
         assert!(v.ends_with('…'));
         let many: Vec<u32> = (0..2_000_000).collect();

@@ -110,18 +110,19 @@ impl Meter {
         }
     }
 
-    /// True when the account is out of rate-limit units right now (nothing is taken).
-    pub async fn is_throttled(&self) -> bool {
-        !self
-            .limiter
-            .peek(&self.account_id, self.limits.rate_per_minute)
-            .await
-            .allowed
-    }
-
-    /// The whole answer came from the cache: no rate or quota units are taken.
-    pub fn mark_cache_only(&self) {
-        self.lock().cache_only = true;
+    /// The whole answer came from the cache: no rate or quota units are taken (a rate
+    /// unit taken before downloading is given back).
+    pub async fn mark_cache_only(&self) {
+        let taken = {
+            let mut s = self.lock();
+            s.cache_only = true;
+            s.rate.take()
+        };
+        if taken.is_some_and(|d| d.allowed) {
+            self.limiter
+                .release(&self.account_id, self.limits.rate_per_minute)
+                .await;
+        }
     }
 
     /// Reserves `n` quota units before doing billable work; all or nothing.

@@ -101,8 +101,9 @@ pub async fn answer(
         ImagesRequest::Batch(items) => (false, items),
     };
 
-    // A throttled caller may still be answered from the cache, but we will not download
-    // anything on its behalf to find that out.
+    // Downloads cost a rate unit up front (whether they turn out to be cache hits is
+    // only known from the bytes): parallel requests cannot make more downloads than the
+    // limit allows. The unit is given back if every result comes from the cache.
     let needs_fetch = items.iter().any(|i| {
         matches!(
             i,
@@ -112,7 +113,7 @@ pub async fn answer(
             })
         )
     });
-    if needs_fetch && caller.meter.is_throttled().await {
+    if needs_fetch {
         caller.meter.admit().await?;
     }
 
@@ -175,7 +176,7 @@ pub async fn answer(
     metrics::counter!("dupify_cache_requests_total", "result" => "hit").increment(hits);
     let all_hits = misses == 0 && results.iter().all(|r| r.is_ok());
     if all_hits {
-        caller.meter.mark_cache_only();
+        caller.meter.mark_cache_only().await;
     } else {
         // Everything else costs a rate unit, and the misses reserve their quota up front.
         caller.meter.admit().await?;

@@ -30,6 +30,9 @@ pub trait RateLimiter: Send + Sync + 'static {
     async fn acquire(&self, account_id: &str, limit_per_minute: u32) -> RateDecision;
     /// Reports the state without taking anything (for cache hits).
     async fn peek(&self, account_id: &str, limit_per_minute: u32) -> RateDecision;
+    /// Gives back one unit taken by [`RateLimiter::acquire`] (a request that turned out
+    /// to be answered from the cache after all).
+    async fn release(&self, account_id: &str, limit_per_minute: u32);
 }
 
 /// GCRA in this process's memory.
@@ -50,6 +53,16 @@ const MINUTE_US: u64 = 60_000_000;
 impl LocalRateLimiter {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// One interval off the account's arrival time, never below `now` (the bucket cannot
+    /// hold more than full).
+    fn give_back(&self, account_id: &str, limit: u32, now: u64) {
+        let interval = MINUTE_US / limit.max(1) as u64;
+        let mut map = self.tat.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(t) = map.get_mut(account_id) {
+            *t = t.saturating_sub(interval).max(now);
+        }
     }
 
     fn decide(&self, account_id: &str, limit: u32, take: bool, now: u64) -> RateDecision {
@@ -95,6 +108,10 @@ impl RateLimiter for LocalRateLimiter {
     async fn peek(&self, account_id: &str, limit_per_minute: u32) -> RateDecision {
         self.decide(account_id, limit_per_minute, false, now_micros())
     }
+
+    async fn release(&self, account_id: &str, limit_per_minute: u32) {
+        self.give_back(account_id, limit_per_minute, now_micros());
+    }
 }
 
 #[cfg(test)]
@@ -124,5 +141,13 @@ mod tests {
         let p = l.decide("c", 1, false, t1);
         assert!(p.allowed);
         assert!(l.decide("c", 1, true, t1).allowed);
+        // A unit given back can be taken again, but the bucket never exceeds full.
+        assert!(!l.decide("c", 1, true, t1).allowed);
+        l.give_back("c", 1, t1);
+        assert!(l.decide("c", 1, true, t1).allowed);
+        l.give_back("c", 1, t1);
+        l.give_back("c", 1, t1);
+        assert!(l.decide("c", 1, true, t1).allowed);
+        assert!(!l.decide("c", 1, true, t1).allowed);
     }
 }

@@ -218,3 +218,70 @@ async fn graceful_shutdown_drains_in_flight_requests() {
     assert_eq!(res.status(), 200);
     stopping.await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn parallel_url_requests_download_no_more_than_the_rate_limit() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    // An image host that counts its downloads.
+    let served = Arc::new(AtomicUsize::new(0));
+    let bytes = png(&navy_white(80, 60));
+    let counter = served.clone();
+    let app = axum::Router::new().route(
+        "/counted.png",
+        get(move || {
+            let (b, n) = (bytes.clone(), counter.clone());
+            async move {
+                n.fetch_add(1, Ordering::SeqCst);
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                ([(header::CONTENT_TYPE, "image/png")], b)
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let s = TestServer::start_with(|c| c.allow_private_image_hosts = true).await;
+    let account = s
+        .account(dupify_core::Tier::Free, None, None) // 10 per minute
+        .await;
+    let (key, _) = s
+        .key_with(&account, "", dupify_core::KeyMode::Live, None)
+        .await;
+    let url = s.url("/v1/colors");
+    let body = json!({"image_url": format!("http://{host}/counted.png")});
+    let tasks: Vec<_> = (0..30)
+        .map(|_| {
+            let (url, key, body) = (url.clone(), key.clone(), body.clone());
+            tokio::spawn(async move { post(&client(), &url, &key, body).await.status().as_u16() })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for t in tasks {
+        statuses.push(t.await.unwrap());
+    }
+    let ok = statuses.iter().filter(|&&s| s == 200).count();
+    let limited = statuses.iter().filter(|&&s| s == 429).count();
+    assert_eq!((ok, limited), (10, 20), "{statuses:?}");
+    // Refused requests downloaded nothing: one download per admitted request at most.
+    assert!(
+        served.load(Ordering::SeqCst) <= 10,
+        "{} downloads",
+        served.load(Ordering::SeqCst)
+    );
+
+    // A URL answered entirely from the cache gives its rate unit back.
+    let fresh = s.account(dupify_core::Tier::Free, None, None).await;
+    let (k2, _) = s
+        .key_with(&fresh, "", dupify_core::KeyMode::Live, None)
+        .await;
+    let first = post(&client(), &url, &k2, body.clone()).await;
+    assert_eq!(first.status(), 200);
+    assert_eq!(first.headers()["x-ratelimit-remaining"], "9");
+    let again = post(&client(), &url, &k2, body.clone()).await;
+    assert_eq!(again.status(), 200);
+    assert_eq!(again.headers()["x-ratelimit-remaining"], "9", "the unit came back");
+    let v: Value = again.json().await.unwrap();
+    assert_eq!(v["cached"], true);
+}
