@@ -1,7 +1,7 @@
 //! What the pipeline needs to run: models, intake limits, CPU slots, the attribute index.
 
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use dupify_core::ApiError;
@@ -31,16 +31,63 @@ pub struct ContextConfig {
 /// oversubscribing the machine, and refuses at once when too many jobs already wait.
 pub struct CpuSlots {
     slots: Arc<Semaphore>,
+    workers: usize,
     waiting: AtomicUsize,
     queue_limit: usize,
+    /// How long a job holds its slot, in microseconds (moving average), for the
+    /// `Retry-After` of a refusal.
+    service_us: Arc<AtomicU64>,
+}
+
+/// A held CPU slot; its hold time feeds the service-time average when it is released.
+pub struct CpuSlot {
+    _permit: OwnedSemaphorePermit,
+    since: std::time::Instant,
+    service_us: Arc<AtomicU64>,
+}
+
+impl Drop for CpuSlot {
+    fn drop(&mut self) {
+        let took = self.since.elapsed().as_micros().min(u64::MAX as u128) as u64;
+        // An average over roughly the last 16 jobs; races between releases only lose
+        // a sample.
+        let old = self.service_us.load(Ordering::Relaxed);
+        let new = if old == 0 {
+            took
+        } else {
+            (old * 15 + took) / 16
+        };
+        self.service_us.store(new, Ordering::Relaxed);
+    }
 }
 
 impl CpuSlots {
     pub fn new(workers: usize, queue_limit: usize) -> Self {
         CpuSlots {
             slots: Arc::new(Semaphore::new(workers.max(1))),
+            workers: workers.max(1),
             waiting: AtomicUsize::new(0),
             queue_limit,
+            service_us: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    /// Seconds until a job sent now would likely get a slot: the jobs ahead of it
+    /// (those running and those waiting) times the measured service time, shared by
+    /// the workers; at least 1.
+    pub fn retry_after_secs(&self) -> u64 {
+        let ahead = (self.waiting.load(Ordering::Relaxed) + self.workers) as u64;
+        let us = self.service_us.load(Ordering::Relaxed);
+        (ahead * us / self.workers as u64)
+            .div_ceil(1_000_000)
+            .clamp(1, 300)
+    }
+
+    fn slot(&self, permit: OwnedSemaphorePermit) -> CpuSlot {
+        CpuSlot {
+            _permit: permit,
+            since: std::time::Instant::now(),
+            service_us: self.service_us.clone(),
         }
     }
 
@@ -50,16 +97,16 @@ impl CpuSlots {
     }
 
     /// A CPU slot, or `service_unavailable` when too many jobs already wait.
-    pub async fn acquire(&self) -> Result<OwnedSemaphorePermit, ApiError> {
+    pub async fn acquire(&self) -> Result<CpuSlot, ApiError> {
         if let Ok(p) = self.slots.clone().try_acquire_owned() {
-            return Ok(p);
+            return Ok(self.slot(p));
         }
         if self.waiting.fetch_add(1, Ordering::SeqCst) >= self.queue_limit {
             self.waiting.fetch_sub(1, Ordering::SeqCst);
             metrics::counter!("dupify_overload_rejections_total", "stage" => "cpu").increment(1);
             return Err(ApiError::unavailable(
                 "The server is busy processing other images. Retry shortly.",
-                1,
+                self.retry_after_secs(),
             ));
         }
         // Decrements even when the waiting request is cancelled (client went away).
@@ -74,7 +121,9 @@ impl CpuSlots {
         let waiting = Waiting(&self.waiting);
         let permit = self.slots.clone().acquire_owned().await;
         drop(waiting);
-        permit.map_err(|_| ApiError::unavailable("The server is shutting down.", 5))
+        permit
+            .map(|p| self.slot(p))
+            .map_err(|_| ApiError::unavailable("The server is shutting down.", 5))
     }
 }
 
@@ -123,5 +172,31 @@ impl Context {
             })
             .await
             .map(|i| Some(i.clone()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn refusals_advise_waiting_for_the_queue_ahead() {
+        let cpu = CpuSlots::new(1, 0);
+        assert_eq!(cpu.retry_after_secs(), 1, "nothing measured yet");
+        // Held slots feed the service-time average.
+        let slot = cpu.acquire().await.map_err(|e| e.message).unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(30)).await;
+        drop(slot);
+        assert!(cpu.service_us.load(Ordering::Relaxed) >= 30_000);
+        // Jobs of ~1.2 s: with one running and none waiting, retry in 2 s.
+        cpu.service_us.store(1_200_000, Ordering::Relaxed);
+        let held = cpu.acquire().await.map_err(|e| e.message).unwrap();
+        let refused = match cpu.acquire().await {
+            Err(e) => e,
+            Ok(_) => panic!("no slot and no waiting room: refused"),
+        };
+        assert_eq!(refused.code, dupify_core::ErrorCode::ServiceUnavailable);
+        assert_eq!(refused.retry_after, Some(2), "one job ahead of ~1.2 s");
+        drop(held);
     }
 }

@@ -281,7 +281,11 @@ async fn parallel_url_requests_download_no_more_than_the_rate_limit() {
     assert_eq!(first.headers()["x-ratelimit-remaining"], "9");
     let again = post(&client(), &url, &k2, body.clone()).await;
     assert_eq!(again.status(), 200);
-    assert_eq!(again.headers()["x-ratelimit-remaining"], "9", "the unit came back");
+    assert_eq!(
+        again.headers()["x-ratelimit-remaining"],
+        "9",
+        "the unit came back"
+    );
     let v: Value = again.json().await.unwrap();
     assert_eq!(v["cached"], true);
 }

@@ -289,7 +289,13 @@ async fn overload_answers_503_and_costs_no_quota() {
         match res.status().as_u16() {
             200 => ok += 1,
             503 => {
-                assert_eq!(res.headers()["retry-after"], "1");
+                // Estimated from the queue ahead and the measured service time.
+                let wait: u64 = res.headers()["retry-after"]
+                    .to_str()
+                    .unwrap()
+                    .parse()
+                    .unwrap();
+                assert!((1..=300).contains(&wait), "{wait}");
                 expect_error(res, 503, "service_unavailable").await;
                 busy += 1;
             }
