@@ -108,6 +108,10 @@ pub struct ServerConfig {
     /// Marks dashboard cookies `Secure` on every response (also done per request when
     /// a proxy says `X-Forwarded-Proto: https`).
     pub dashboard_secure_cookies: bool,
+    /// Reverse proxies (their exact addresses) whose `X-Forwarded-For` names the client.
+    /// A request from one of them is attributed to the last address in that header
+    /// that is not itself a trusted proxy; from anyone else the header is ignored.
+    pub trusted_proxies: Vec<std::net::IpAddr>,
 }
 
 impl Default for ServerConfig {
@@ -152,11 +156,41 @@ impl Default for ServerConfig {
             catalog_snapshot_secs: 30,
             dashboard_signup: true,
             dashboard_secure_cookies: false,
+            trusted_proxies: Vec::new(),
         }
     }
 }
 
 impl ServerConfig {
+    /// The client's address: the peer's, or behind a trusted proxy the nearest
+    /// untrusted address of its `X-Forwarded-For` (entries further left could be forged
+    /// by the client itself).
+    pub fn client_ip(
+        &self,
+        peer: std::net::IpAddr,
+        headers: &axum::http::HeaderMap,
+    ) -> std::net::IpAddr {
+        if !self.trusted_proxies.contains(&peer) {
+            return peer;
+        }
+        let forwarded = headers
+            .get_all("x-forwarded-for")
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(','))
+            .map(str::trim)
+            .collect::<Vec<_>>();
+        for hop in forwarded.iter().rev() {
+            match hop.parse::<std::net::IpAddr>() {
+                Ok(ip) if self.trusted_proxies.contains(&ip) => continue,
+                Ok(ip) => return ip,
+                // Garbage where an address should be: trust nothing further left.
+                Err(_) => return peer,
+            }
+        }
+        peer
+    }
+
     pub fn fetch_connect_timeout(&self) -> Duration {
         Duration::from_secs_f64(self.fetch_connect_timeout_secs.max(0.05))
     }

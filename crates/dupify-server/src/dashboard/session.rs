@@ -37,7 +37,11 @@ const IDLE: Duration = Duration::days(7);
 const ABSOLUTE: Duration = Duration::days(30);
 /// Failed sign-ins counted over this window.
 const FAILURE_WINDOW: Duration = Duration::minutes(15);
-const MAX_FAILURES_PER_EMAIL: u64 = 5;
+/// Failures per (email, address) pair: guessing one account from one place stops here,
+/// while its owner, signing in from elsewhere, is not locked out by it.
+const MAX_FAILURES_PER_EMAIL_AND_IP: u64 = 5;
+/// Failures per email from all addresses together: a guess spread over many addresses.
+const MAX_FAILURES_PER_EMAIL: u64 = 50;
 const MAX_FAILURES_PER_IP: u64 = 20;
 /// Sign-ups from one address per [`SIGNUP_WINDOW`] (a shop's team signs up a few
 /// people; a script signing up hundreds of free accounts is refused).
@@ -410,11 +414,12 @@ pub async fn signup(
     }
     // Counted (atomically with the check) before the slow hash, like sign-in attempts.
     if let Some(Extension(ConnectInfo(addr))) = peer {
+        let ip = state.config.client_ip(addr.ip(), &headers);
         let now = Utc::now();
         let attempt = state
             .store
             .begin_login_attempt(
-                vec![(format!("signup:{}", addr.ip()), MAX_SIGNUPS_PER_IP)],
+                vec![(format!("signup:{ip}"), MAX_SIGNUPS_PER_IP)],
                 now,
                 now - SIGNUP_WINDOW,
                 now - SIGNUP_WINDOW,
@@ -477,12 +482,20 @@ pub async fn signin(
     let now = Utc::now();
     let since = now - FAILURE_WINDOW;
     let email_subject = format!("email:{email}");
-    let ip_subject = peer.map(|Extension(ConnectInfo(a))| format!("ip:{}", a.ip()));
+    let ip = peer.map(|Extension(ConnectInfo(a))| state.config.client_ip(a.ip(), &headers));
+    let ip_subject = ip.map(|ip| format!("ip:{ip}"));
+    let pair_subject = format!(
+        "email+ip:{email}|{}",
+        ip.map(|i| i.to_string()).unwrap_or_default()
+    );
 
     // The attempt counts as a failure before the (slow) password check, in one atomic
     // step with the limit check: however many guesses arrive at once, at most the limit
     // get to the check. A right password takes its attempt back.
-    let mut subjects = vec![(email_subject.clone(), MAX_FAILURES_PER_EMAIL)];
+    let mut subjects = vec![
+        (pair_subject.clone(), MAX_FAILURES_PER_EMAIL_AND_IP),
+        (email_subject.clone(), MAX_FAILURES_PER_EMAIL),
+    ];
     subjects.extend(ip_subject.iter().map(|s| (s.clone(), MAX_FAILURES_PER_IP)));
     let attempt = state
         .store
@@ -522,6 +535,7 @@ pub async fn signin(
             // The owner got in: their email's failures are forgotten; the address keeps
             // its earlier failures but not this attempt.
             state.store.clear_login_failures(&email_subject).await?;
+            state.store.clear_login_failures(&pair_subject).await?;
             if let Some(ip) = ip_subject {
                 state.store.forgive_login_attempt(vec![ip], now).await?;
             }

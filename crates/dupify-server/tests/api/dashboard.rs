@@ -7,9 +7,19 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 fn browser() -> reqwest::Client {
+    browser_behind_proxy(None)
+}
+
+/// A browser whose requests arrive through a proxy that names it in `X-Forwarded-For`.
+fn browser_behind_proxy(forwarded_for: Option<&str>) -> reqwest::Client {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(addr) = forwarded_for {
+        headers.insert("x-forwarded-for", addr.parse().unwrap());
+    }
     reqwest::Client::builder()
         .no_proxy()
         .cookie_store(true)
+        .default_headers(headers)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .unwrap()
@@ -813,6 +823,44 @@ async fn playground_with_a_segmentation_model_shows_the_cutout() {
     assert!(p.body.contains("data-testid=\"swatch\""));
     let usage = get(&s, &c, "/dashboard/usage").await;
     assert_eq!(text_of(&usage.body, "usage-used").as_deref(), Some("4"));
+}
+
+#[tokio::test]
+async fn behind_a_trusted_proxy_a_guesser_does_not_lock_out_the_owner() {
+    let s =
+        TestServer::start_with(|c| c.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]).await;
+    signed_in(&s, "owner@example.com").await;
+    let attacker = browser_behind_proxy(Some("198.51.100.7, 127.0.0.1"));
+    for _ in 0..5 {
+        let p = signin(&s, &attacker, "owner@example.com", "a wrong guess").await;
+        assert_eq!(p.status, 401);
+    }
+    let p = signin(&s, &attacker, "owner@example.com", "correct horse battery").await;
+    assert_eq!(p.status, 429, "the guessing address is locked out");
+    // The owner, at another address behind the same proxy, still gets in.
+    let owner = browser_behind_proxy(Some("203.0.113.20"));
+    let p = signin(&s, &owner, "owner@example.com", "correct horse battery").await;
+    assert_eq!(p.status, 303, "{}", p.body);
+}
+
+#[tokio::test]
+async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
+    // No trusted proxies: rotating X-Forwarded-For does not escape the per-address limit.
+    let s = TestServer::start().await;
+    for i in 0..20 {
+        let c = browser_behind_proxy(Some(&format!("192.0.2.{i}")));
+        let p = signin(
+            &s,
+            &c,
+            &format!("spray{i}@example.com"),
+            "guess guess guess",
+        )
+        .await;
+        assert_eq!(p.status, 401, "attempt {i}");
+    }
+    let c = browser_behind_proxy(Some("192.0.2.99"));
+    let p = signin(&s, &c, "someone@example.com", "guess guess guess").await;
+    assert_eq!(p.status, 429, "{}", p.body);
 }
 
 #[tokio::test]
