@@ -138,7 +138,24 @@ pub async fn answer(
     let mut results: Vec<Result<Vec<Option<Answer>>, ApiError>> = Vec::with_capacity(loaded.len());
     let mut keys: Vec<Vec<[u8; 32]>> = Vec::with_capacity(loaded.len());
     let (mut hits, mut misses) = (0u64, 0u64);
-    for l in &loaded {
+    // The same bytes twice in one request are worked on (and billed) once: later copies
+    // are answered from the first, as the cache would have answered them.
+    let mut first_of: std::collections::HashMap<[u8; 32], usize> = Default::default();
+    let mut copy_of: Vec<Option<usize>> = vec![None; loaded.len()];
+    for (i, l) in loaded.iter().enumerate() {
+        if let Ok(img) = l {
+            match first_of.get(&img.sha256) {
+                Some(&f) => {
+                    copy_of[i] = Some(f);
+                    results.push(Ok(vec![None; ops.len()]));
+                    keys.push(Vec::new());
+                    continue;
+                }
+                None => {
+                    first_of.insert(img.sha256, i);
+                }
+            }
+        }
         match l {
             Ok(img) => {
                 let mut row = Vec::with_capacity(ops.len());
@@ -184,6 +201,9 @@ pub async fn answer(
         caller.meter.reserve(misses).await?;
 
         let work = results.iter().enumerate().filter_map(|(i, r)| {
+            if copy_of[i].is_some() {
+                return None;
+            }
             let row = r.as_ref().ok()?;
             let missing: Vec<usize> = (0..ops.len()).filter(|&j| row[j].is_none()).collect();
             if missing.is_empty() {
@@ -229,6 +249,19 @@ pub async fn answer(
                 // same image are dropped with it, so a slot is never half an answer).
                 Err(e) => results[i] = Err(e),
             }
+        }
+    }
+
+    for (i, first) in copy_of.iter().enumerate() {
+        if let Some(f) = *first {
+            results[i] = match &results[f] {
+                Ok(row) => Ok(row
+                    .iter()
+                    .map(|a| a.as_ref().map(|(obj, _)| (obj.clone(), true)))
+                    .collect()),
+                // The same bytes fail the same way; the error names this copy.
+                Err(e) => Err(e.clone().detail("parameter", parameters[i].clone())),
+            };
         }
     }
 

@@ -405,3 +405,27 @@ async fn a_request_dropped_before_its_answer_costs_no_quota() {
         .sum();
     assert_eq!(days, returned);
 }
+
+#[tokio::test]
+async fn the_same_image_twice_in_one_request_is_computed_and_billed_once() {
+    let s = TestServer::start().await;
+    let account = s.account(Tier::Pro, None, None).await;
+    let (key, _) = s.key_with(&account, "", KeyMode::Live, None).await;
+    let (a, b) = (distinct_png(7001), distinct_png(7002));
+    let res = post(
+        &client(),
+        &s.url("/v1/colors"),
+        &key,
+        json!({"images": [{"image_base64": a}, {"image_base64": a}, {"image_base64": b}]}),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    let v: Value = res.json().await.unwrap();
+    let r = v["results"].as_array().unwrap();
+    assert_eq!(r.len(), 3);
+    assert_eq!(r[0]["cached"], false);
+    assert_eq!(r[1]["cached"], true, "the copy is answered from the first");
+    assert_eq!(r[1]["colors"], r[0]["colors"]);
+    assert_eq!(r[2]["cached"], false);
+    assert_eq!(usage_of(&s, &key).await["used"], 2);
+}
