@@ -12,6 +12,9 @@ use serde_json::Value;
 
 use crate::error::AppError;
 
+/// Bodies up to this size are parsed where they arrive (well under a millisecond).
+const INLINE_PARSE_BYTES: usize = 64 * 1024;
+
 /// A request body that must be a JSON object.
 pub struct JsonBody(pub Value);
 
@@ -75,8 +78,18 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             }
         })?;
         // Valid JSON, an object, no key given twice (a repeated key names its path).
-        Ok(JsonBody(
-            dupify_api::requests::json_object(&bytes).map_err(ApiError::from)?,
-        ))
+        // Large bodies are parsed on the blocking pool, not on the threads serving
+        // every other connection.
+        let parsed = if bytes.len() <= INLINE_PARSE_BYTES {
+            dupify_api::requests::json_object(&bytes)
+        } else {
+            tokio::task::spawn_blocking(move || dupify_api::requests::json_object(&bytes))
+                .await
+                .map_err(|e| {
+                    tracing::error!(error = %e, "body parsing task failed");
+                    ApiError::internal()
+                })?
+        };
+        Ok(JsonBody(parsed.map_err(ApiError::from)?))
     }
 }

@@ -111,6 +111,9 @@ impl Rejection {
 /// Reads a request body's JSON: it must be valid JSON, an object, and name no key twice
 /// at any depth. (Parsers differ on which of two equal keys wins: a body that a proxy and
 /// this server could read differently is refused instead.)
+///
+/// A body of more than [`MAX_JSON_VALUES`] values is refused as it is read: 16 MiB of
+/// `[0,0,0,…]` would otherwise become ~8 million values and over half a gigabyte.
 pub fn json_object(bytes: &[u8]) -> Result<Value, Rejection> {
     use serde::de::DeserializeSeed as _;
     let walk = Walk::default();
@@ -122,6 +125,10 @@ pub fn json_object(bytes: &[u8]) -> Result<Value, Rejection> {
     match parsed {
         Ok(v @ Value::Object(_)) => Ok(v),
         Ok(_) => Err(Rejection::invalid("body", "the body must be a JSON object")),
+        Err(_) if walk.values.get() > MAX_JSON_VALUES => Err(Rejection::invalid(
+            "body",
+            format!("the body holds more than {MAX_JSON_VALUES} JSON values"),
+        )),
         Err(e) => match walk.duplicate.take() {
             Some(path) => Err(Rejection::invalid(
                 path.clone(),
@@ -135,11 +142,18 @@ pub fn json_object(bytes: &[u8]) -> Result<Value, Rejection> {
     }
 }
 
+/// Most JSON values (objects, arrays, scalars) one body may hold: room for the largest
+/// valid request (1,000 products, each with 8 KB of the smallest metadata entries, about
+/// 1.4 million values), while 16 MiB of `[0,0,…]` (8 million) is refused, which bounds
+/// the memory a body can take as it is read to about a quarter of what it was.
+pub const MAX_JSON_VALUES: usize = 1_500_000;
+
 /// Where the reader is in the document, and the first repeated key's path.
 #[derive(Default)]
 struct Walk {
     path: std::cell::RefCell<Vec<Step>>,
     duplicate: std::cell::RefCell<Option<String>>,
+    values: std::cell::Cell<usize>,
 }
 
 enum Step {
@@ -176,6 +190,11 @@ struct Unique<'a>(&'a Walk);
 impl<'de> serde::de::DeserializeSeed<'de> for Unique<'_> {
     type Value = Value;
     fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Value, D::Error> {
+        let n = self.0.values.get() + 1;
+        self.0.values.set(n);
+        if n > MAX_JSON_VALUES {
+            return Err(serde::de::Error::custom("too many values"));
+        }
         d.deserialize_any(self)
     }
 }

@@ -230,3 +230,19 @@ fn bodies_are_objects_without_repeated_keys() {
     );
     assert_eq!(json_object(b"{\"a\": ").unwrap_err().parameter, "body");
 }
+
+#[test]
+fn bodies_with_too_many_values_are_refused() {
+    let zeros = format!("{{\"a\": [{}0]}}", "0,".repeat(MAX_JSON_VALUES));
+    let r = json_object(zeros.as_bytes()).unwrap_err();
+    assert_eq!(r.parameter, "body");
+    assert!(r.message.contains("more than"), "{}", r.message);
+    let fine = format!("{{\"a\": [{}0]}}", "0,".repeat(1_000));
+    assert_eq!(
+        json_object(fine.as_bytes()).unwrap()["a"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1_001
+    );
+}

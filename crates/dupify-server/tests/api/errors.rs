@@ -492,3 +492,25 @@ async fn ops_routes() {
         "{text}"
     );
 }
+
+#[tokio::test]
+async fn a_body_of_millions_of_tiny_values_is_refused_as_it_is_read() {
+    let s = TestServer::start().await;
+    let key = s.admin_key().await;
+    // ~4 MB of zeros: 2 million values, over the 1.5 million a body may hold.
+    let body = format!("{{\"texts\": [{}0]}}", "0,".repeat(2_000_000));
+    let res = client()
+        .post(s.url("/v1/embed"))
+        .header("X-API-Key", &key)
+        .header("Content-Type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    let e = expect_error(res, 400, "invalid_parameter").await;
+    assert_eq!(e["details"]["parameter"], "body");
+    assert!(
+        e["message"].as_str().unwrap().contains("JSON values"),
+        "{e}"
+    );
+}
