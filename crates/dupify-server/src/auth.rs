@@ -142,11 +142,14 @@ impl Meter {
                 .store
                 .reserve_quota(&me.account_id, &me.period_key, n, me.limits.monthly_calls)
                 .await;
-            if let Ok(Reservation::Granted { used } | Reservation::Exceeded { used }) = &r {
-                me.lock().period_used = Some(*used);
-            }
-            if let Ok(Reservation::Granted { .. }) = &r {
-                me.lock().reserved += n;
+            match &r {
+                Ok(Reservation::Granted { used }) => {
+                    let mut s = me.lock();
+                    s.reserved += n;
+                    s.period_used = Some(*used);
+                }
+                Ok(Reservation::Exceeded { used }) => me.lock().period_used = Some(*used),
+                Err(_) => {}
             }
             r
         });

@@ -130,6 +130,18 @@ pub async fn usage_of(s: &TestServer, key: &str) -> Value {
         .unwrap()
 }
 
+/// `GET /metrics` (no key), as Prometheus text.
+pub async fn metrics_text(s: &TestServer) -> String {
+    client()
+        .get(s.url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
 /// Posts `body` to `path` and asserts a 400 `invalid_parameter` naming `parameter`.
 pub async fn expect_invalid(s: &TestServer, key: &str, path: &str, body: Value, parameter: &str) {
     let e = expect_error(

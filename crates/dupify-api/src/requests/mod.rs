@@ -166,19 +166,11 @@ impl Walk {
         let mut out = String::new();
         for step in self.path.borrow().iter() {
             match step {
-                Step::Key(k) => {
-                    if !out.is_empty() {
-                        out.push('.');
-                    }
-                    out.push_str(k);
-                }
-                Step::Index(i) => out.push_str(&format!("[{i}]")),
+                Step::Key(k) => push_key(&mut out, k),
+                Step::Index(i) => push_index(&mut out, *i),
             }
         }
-        if !out.is_empty() {
-            out.push('.');
-        }
-        out.push_str(last);
+        push_key(&mut out, last);
         out
     }
 }
@@ -299,14 +291,11 @@ fn type_rejection(root: &Value, e: &serde_path_to_error::Error<serde_json::Error
     for seg in e.path().iter() {
         match seg {
             Segment::Map { key } => {
-                if !parameter.is_empty() {
-                    parameter.push('.');
-                }
-                parameter.push_str(key);
+                push_key(&mut parameter, key);
                 at = at.and_then(|v| v.get(key.as_str()));
             }
             Segment::Seq { index } => {
-                parameter.push_str(&format!("[{index}]"));
+                push_index(&mut parameter, *index);
                 at = at.and_then(|v| v.get(*index));
             }
             Segment::Enum { .. } | Segment::Unknown => at = None,
@@ -338,6 +327,19 @@ fn type_rejection(root: &Value, e: &serde_path_to_error::Error<serde_json::Error
         r = r.detail("value", v.clone());
     }
     r
+}
+
+/// Appends a field to a parameter path as the API names it: `images[2].image_url`.
+fn push_key(path: &mut String, key: &str) {
+    if !path.is_empty() {
+        path.push('.');
+    }
+    path.push_str(key);
+}
+
+/// Appends an array index to a parameter path.
+fn push_index(path: &mut String, index: usize) {
+    path.push_str(&format!("[{index}]"));
 }
 
 /// serde's names for JSON types, as the API's documentation says them.

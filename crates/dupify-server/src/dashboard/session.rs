@@ -426,21 +426,17 @@ pub async fn signup(
             )
             .await?;
         if let LoginAttempt::Refused { latest } = attempt {
-            let wait = latest.map_or(SIGNUP_WINDOW, |l| l + SIGNUP_WINDOW - now);
-            let minutes = ((wait.num_seconds() + 59) / 60).max(1);
-            let mut res = auth_page(
+            let minutes = minutes_left(latest, now, SIGNUP_WINDOW);
+            let msg =
+                format!("Too many sign-ups from this address. Try again in {minutes} minute(s).");
+            return Ok(too_many(
                 &state,
                 &headers,
                 AuthForm::SignUp,
-                StatusCode::TOO_MANY_REQUESTS,
                 &email,
-                Some(&format!(
-                    "Too many sign-ups from this address. Try again in {minutes} minute(s)."
-                )),
-            );
-            res.headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(minutes * 60));
-            return Ok(res);
+                &msg,
+                minutes,
+            ));
         }
     }
     let hash = blocking(move || hash_password(&password)).await??;
@@ -461,12 +457,35 @@ pub async fn signup(
     }
 }
 
-fn minutes_left(latest: Option<DateTime<Utc>>, now: DateTime<Utc>) -> i64 {
+/// Whole minutes until the latest counted attempt leaves its `window` (at least 1).
+fn minutes_left(latest: Option<DateTime<Utc>>, now: DateTime<Utc>, window: Duration) -> i64 {
     latest
-        .map_or(FAILURE_WINDOW.num_minutes(), |l| {
-            ((l + FAILURE_WINDOW - now).num_seconds() + 59) / 60
+        .map_or(window.num_minutes(), |l| {
+            ((l + window - now).num_seconds() + 59) / 60
         })
         .max(1)
+}
+
+/// The form again with 429, `message` and a `Retry-After` of `minutes`.
+fn too_many(
+    state: &SharedState,
+    headers: &HeaderMap,
+    form: AuthForm,
+    email: &str,
+    message: &str,
+    minutes: i64,
+) -> Response {
+    let mut res = auth_page(
+        state,
+        headers,
+        form,
+        StatusCode::TOO_MANY_REQUESTS,
+        email,
+        Some(message),
+    );
+    res.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(minutes * 60));
+    res
 }
 
 pub async fn signin(
@@ -502,23 +521,16 @@ pub async fn signin(
         .begin_login_attempt(subjects, now, since, now - FAILURE_WINDOW * 4)
         .await?;
     if let LoginAttempt::Refused { latest } = attempt {
-        let msg = format!(
-            "Too many failed sign-in attempts. Try again in {} minute(s).",
-            minutes_left(latest, now)
-        );
-        let mut res = auth_page(
+        let minutes = minutes_left(latest, now, FAILURE_WINDOW);
+        let msg = format!("Too many failed sign-in attempts. Try again in {minutes} minute(s).");
+        return Ok(too_many(
             &state,
             &headers,
             AuthForm::SignIn,
-            StatusCode::TOO_MANY_REQUESTS,
             &email,
-            Some(&msg),
-        );
-        res.headers_mut().insert(
-            header::RETRY_AFTER,
-            HeaderValue::from(minutes_left(latest, now) * 60),
-        );
-        return Ok(res);
+            &msg,
+            minutes,
+        ));
     }
 
     let user = if password.len() <= MAX_PASSWORD_BYTES {

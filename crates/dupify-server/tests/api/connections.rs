@@ -132,14 +132,7 @@ async fn beyond_the_connection_cap_new_connections_are_closed_and_the_cap_frees_
         );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let metrics = client()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&s).await;
     assert!(
         metrics.contains("dupify_connections_refused_total"),
         "counted"

@@ -477,14 +477,7 @@ async fn ops_routes() {
     );
     let key = s.admin_key().await;
     assert_eq!(colors_of(&s, &key, &distinct_png(3)).await.status(), 200);
-    let text = c
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics_text(&s).await;
     assert!(text.contains("dupify_http_requests_total"), "{text}");
     assert!(text.contains("route=\"/v1/colors\""), "{text}");
     assert!(

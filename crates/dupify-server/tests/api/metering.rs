@@ -371,14 +371,7 @@ async fn a_request_dropped_before_its_answer_costs_no_quota() {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    let metrics = client()
-        .get(s.url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let metrics = metrics_text(&s).await;
     assert!(
         metrics.contains("dupify_requests_abandoned_total 1"),
         "the abandoned request is counted"
