@@ -173,6 +173,9 @@ pub enum AttributeSource {
     Pixels,
     /// Zero-shot classification with a CLIP model's text tower.
     Clip,
+    /// An image classifier's class probabilities (EfficientNet-Lite0 on ImageNet)
+    /// summed per category of the operator's taxonomy.
+    Classifier,
     /// A source this version does not know (a newer server).
     #[serde(other)]
     #[cfg_attr(feature = "schema", schemars(skip))]
@@ -184,6 +187,7 @@ impl AttributeSource {
         match self {
             AttributeSource::Pixels => "pixels",
             AttributeSource::Clip => "clip",
+            AttributeSource::Classifier => "classifier",
             AttributeSource::Other => "other",
         }
     }
@@ -202,6 +206,9 @@ pub struct Attribute {
     pub value: String,
     pub confidence: f32,
     pub source: AttributeSource,
+    /// The model that gave a semantic attribute (absent for pixel attributes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
 }
 
 /// `attributes`: attribute name → value. Semantic ones are absent without a model,
@@ -360,6 +367,7 @@ mod tests {
             value: "solid".into(),
             confidence: 0.48,
             source: AttributeSource::Pixels,
+            model: None,
         };
         assert_eq!(
             serde_json::to_string(&a).unwrap(),

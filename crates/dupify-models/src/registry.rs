@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::clip::Clip;
 use crate::engine::{EngineError, EngineLoader};
+use crate::imagenet::{ImageNet, IMAGENET_MODEL};
 use crate::onnx::OnnxLoader;
 use crate::pool::{Observer, PoolOptions};
 use crate::segment::{Segmenter, SEGMENTATION_MODELS};
@@ -24,6 +25,10 @@ pub struct ModelsConfig {
     /// CLIP export to load (a subdirectory of `dir` with a manifest.toml); `None` = the
     /// only one present, if exactly one is.
     pub clip: Option<String>,
+    /// The default embedding model: a CLIP export's name, `efficientnet-lite0` or
+    /// `dupify-visual-v1`; `None` = the CLIP model when one is installed, else
+    /// EfficientNet-Lite0.
+    pub embedding: Option<String>,
     /// Engine instances per model and threads per inference.
     pub instances: usize,
     pub intra_threads: usize,
@@ -65,8 +70,48 @@ pub struct Models {
     /// Why a CLIP model that is configured or installed is not loaded. Requests that
     /// would use it are refused rather than answered from another embedding space.
     clip_problem: Option<String>,
+    imagenet: Option<Arc<ImageNet>>,
+    /// The configured default embedding (`None` = automatic).
+    embedding: Option<String>,
     problems: Vec<ModelStatus>,
     instances: usize,
+}
+
+/// An embedding model a request can use.
+#[derive(Clone)]
+pub enum Embedder {
+    Clip(Arc<Clip>),
+    ImageNet(Arc<ImageNet>),
+    /// The weight-free `dupify-visual-v1` descriptor.
+    Visual,
+}
+
+impl Embedder {
+    pub fn name(&self) -> &str {
+        match self {
+            Embedder::Clip(c) => c.name(),
+            Embedder::ImageNet(m) => m.name(),
+            Embedder::Visual => dupify_vision::VISUAL_MODEL,
+        }
+    }
+
+    /// The name with the loaded files' fingerprints, for cache keys.
+    pub fn key(&self) -> String {
+        match self {
+            Embedder::Clip(c) => c.key(),
+            Embedder::ImageNet(m) => m.key(),
+            Embedder::Visual => dupify_vision::VISUAL_MODEL.to_owned(),
+        }
+    }
+}
+
+/// Why an embedding model cannot be used.
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedderError {
+    #[error("embedding model {0} is not available: {1}")]
+    Unavailable(String, String),
+    #[error("unknown embedding model {0} (this server has {1:?})")]
+    Unknown(String, Vec<String>),
 }
 
 impl Models {
@@ -140,14 +185,119 @@ impl Models {
             .iter()
             .find(|p| p.kind == "clip")
             .and_then(|p| p.error.clone());
+        // Batch-capable and small: one instance batching concurrent requests.
+        let imagenet_options = PoolOptions {
+            instances: 1,
+            ..options.clone()
+        };
+        let started = std::time::Instant::now();
+        let imagenet = match ImageNet::load(&config.dir, loader.clone(), &imagenet_options, observe)
+        {
+            Ok(m) => {
+                tracing::info!(
+                    model = IMAGENET_MODEL,
+                    ms = started.elapsed().as_millis() as u64,
+                    "model loaded"
+                );
+                Some(Arc::new(m))
+            }
+            Err(e) => {
+                tracing::warn!(model = IMAGENET_MODEL, error = %e, "model not loaded");
+                problems.push(missing(IMAGENET_MODEL, "embedding", &e));
+                None
+            }
+        };
         Models {
             default_segmentation: config.segmentation.first().cloned().unwrap_or_default(),
             segmenters,
             clip,
             clip_problem,
+            imagenet,
+            embedding: config.embedding.clone(),
             problems,
             instances: options.instances,
         }
+    }
+
+    pub fn imagenet(&self) -> Option<&Arc<ImageNet>> {
+        self.imagenet.as_ref()
+    }
+
+    /// The embedding model named `name`, or the default one. A configured or installed
+    /// model that did not load is refused rather than replaced by another: vectors of
+    /// two models live in different spaces.
+    pub fn embedder(&self, name: Option<&str>) -> Result<Embedder, EmbedderError> {
+        let name = match name.or(self.embedding.as_deref()) {
+            Some(n) => n,
+            None => match (&self.clip, &self.clip_problem) {
+                (Some(c), _) => return Ok(Embedder::Clip(c.clone())),
+                (None, Some(reason)) => {
+                    return Err(EmbedderError::Unavailable("clip".into(), reason.clone()))
+                }
+                (None, None) => IMAGENET_MODEL,
+            },
+        };
+        if name == dupify_vision::VISUAL_MODEL {
+            return Ok(Embedder::Visual);
+        }
+        if name == IMAGENET_MODEL {
+            return match &self.imagenet {
+                Some(m) => Ok(Embedder::ImageNet(m.clone())),
+                None => Err(EmbedderError::Unavailable(
+                    name.into(),
+                    self.problem_of(name).unwrap_or_else(|| "not loaded".into()),
+                )),
+            };
+        }
+        match &self.clip {
+            Some(c) if c.name() == name => Ok(Embedder::Clip(c.clone())),
+            _ if self.clip_problem.is_some()
+                && self
+                    .problems
+                    .iter()
+                    .any(|p| p.kind == "clip" && p.name == name) =>
+            {
+                Err(EmbedderError::Unavailable(
+                    name.into(),
+                    self.problem_of(name).unwrap_or_default(),
+                ))
+            }
+            _ => Err(EmbedderError::Unknown(name.into(), self.embedding_names())),
+        }
+    }
+
+    /// The default embedding model's name, loaded or not.
+    pub fn default_embedding_name(&self) -> String {
+        match (&self.embedding, &self.clip) {
+            (Some(n), _) => n.clone(),
+            (None, Some(c)) => c.name().to_owned(),
+            (None, None) if self.clip_problem.is_some() => "clip".into(),
+            (None, None) => IMAGENET_MODEL.into(),
+        }
+    }
+
+    /// The embedding models this server can answer with, the configured default first.
+    pub fn embedding_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self.embedding.iter().cloned().collect();
+        let loaded = [
+            self.clip.as_ref().map(|c| c.name().to_owned()),
+            self.imagenet.as_ref().map(|m| m.name().to_owned()),
+            Some(dupify_vision::VISUAL_MODEL.to_owned()),
+        ];
+        names.retain(|n| loaded.iter().flatten().any(|l| l == n));
+        for n in loaded.into_iter().flatten() {
+            if !names.contains(&n) {
+                names.push(n);
+            }
+        }
+        names
+    }
+
+    fn problem_of(&self, name: &str) -> Option<String> {
+        self.problems
+            .iter()
+            .find(|p| p.name == name)
+            .and_then(|p| p.error.clone())
     }
 
     /// The segmenter to use: `name` when given, else the default. `Err` says why not.
@@ -208,6 +358,17 @@ impl Models {
                 max_batch: Some(c.max_batch()),
             });
         }
+        if let Some(m) = &self.imagenet {
+            out.push(ModelStatus {
+                name: m.name().to_string(),
+                kind: "embedding",
+                ready: true,
+                error: None,
+                instances: Some(1),
+                queue_depth: Some(m.queue_depth()),
+                max_batch: Some(m.max_batch()),
+            });
+        }
         out.extend(self.problems.iter().cloned());
         out
     }
@@ -221,6 +382,9 @@ impl Models {
             .collect();
         if let Some(c) = &self.clip {
             v.push((c.name().to_string(), c.queue_depth()));
+        }
+        if let Some(m) = &self.imagenet {
+            v.push((m.name().to_string(), m.queue_depth()));
         }
         v
     }

@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use dupify_core::ApiError;
 use dupify_models::clip::Clip;
-use dupify_models::{Models, Segmenter, SegmenterError};
+use dupify_models::{Embedder, EmbedderError, Models, Segmenter, SegmenterError};
 
 /// The models a request uses, resolved from the server's models and the request's
 /// options.
@@ -12,6 +12,9 @@ use dupify_models::{Models, Segmenter, SegmenterError};
 pub struct ModelChoice {
     pub segmenter: Option<Arc<Segmenter>>,
     pub clip: Option<Arc<Clip>>,
+    /// The embedding model a request names and the parameter naming it (`None`: the
+    /// server's default).
+    pub embedding: Option<(String, String)>,
 }
 
 impl ModelChoice {
@@ -49,7 +52,42 @@ impl ModelChoice {
         Ok(ModelChoice {
             segmenter,
             clip: models.clip().cloned(),
+            embedding: None,
         })
+    }
+
+    /// The same choice with the embedding model a request names (`parameter` names it
+    /// in errors).
+    pub fn with_embedding(mut self, name: Option<String>, parameter: &str) -> ModelChoice {
+        self.embedding = name.map(|n| (n, parameter.to_owned()));
+        self
+    }
+
+    /// The embedding model to use. An unknown name asked for is a 400 naming its
+    /// parameter; a model that is not loaded, or a misconfigured default, a 503.
+    pub fn embedder(&self, models: &Models) -> Result<Embedder, ApiError> {
+        let requested = self.embedding.as_ref();
+        models
+            .embedder(requested.map(|(n, _)| n.as_str()))
+            .map_err(|e| match (e, requested) {
+                (EmbedderError::Unknown(name, have), Some((_, parameter))) => ApiError::invalid(
+                    parameter,
+                    format!(
+                        "unknown embedding model {name:?}; this server offers {}",
+                        have.join(", ")
+                    ),
+                ),
+                (EmbedderError::Unknown(name, _), None) => ApiError::unavailable(
+                    format!(
+                        "the configured embedding model {name} is not installed on this server"
+                    ),
+                    30,
+                ),
+                (EmbedderError::Unavailable(name, reason), _) => ApiError::unavailable(
+                    format!("embedding model {name} is not loaded: {reason}"),
+                    30,
+                ),
+            })
     }
 
     /// The segmentation model as it enters cache keys: name and file fingerprint.

@@ -9,6 +9,7 @@ use dupify_images::IntakeLimits;
 use dupify_models::Models;
 use tokio::sync::{OnceCell, OwnedSemaphorePermit, Semaphore};
 
+use crate::category::{category_text, CategoryTaxonomy};
 use crate::semantic::{taxonomy_text, SemanticIndex};
 
 /// The settings a [`Context`] is built from (a subset of the server's configuration).
@@ -137,6 +138,8 @@ pub struct Context {
     models_dir: PathBuf,
     /// Class embeddings of the attribute taxonomy, built on first use (needs CLIP).
     semantic: OnceCell<Arc<SemanticIndex>>,
+    /// The ImageNet category taxonomy, read on first use (needs the classifier).
+    categories: std::sync::OnceLock<Result<Arc<CategoryTaxonomy>, String>>,
 }
 
 impl Context {
@@ -149,7 +152,28 @@ impl Context {
             taxonomy_file: config.taxonomy_file,
             models_dir: config.models_dir,
             semantic: OnceCell::new(),
+            categories: std::sync::OnceLock::new(),
         }
+    }
+
+    /// The category taxonomy resolved against the ImageNet model's class names, when
+    /// that model is loaded. Read once; a broken file is reported on every request
+    /// that needs it (and logged once) until the server restarts.
+    pub fn category_taxonomy(&self) -> Result<Option<Arc<CategoryTaxonomy>>, String> {
+        let Some(model) = self.models.imagenet() else {
+            return Ok(None);
+        };
+        self.categories
+            .get_or_init(|| {
+                let parsed = category_text(&self.models_dir)
+                    .and_then(|text| CategoryTaxonomy::parse(&text, model.labels()));
+                if let Err(e) = &parsed {
+                    tracing::error!(error = %e, "cannot read the category taxonomy");
+                }
+                parsed.map(Arc::new)
+            })
+            .clone()
+            .map(Some)
     }
 
     /// The zero-shot attribute index, when a CLIP model with a text tower is loaded.

@@ -8,13 +8,15 @@
 //!    refusing what this server cannot answer (no segmentation model, CLIP expected but
 //!    not loaded, semantic attributes not ready);
 //! 3. [`process_image`] decodes the image once, runs the segmentation and CLIP models
-//!    side by side on their pools, then every task on a CPU slot, giving typed
+//!    side by side on their pools, the ImageNet model on the foreground crop once the
+//!    mask is known, then every task on a CPU slot, giving typed
 //!    [`Output`]s (the wire types of `dupify-api`);
 //! 4. catalog products get all their features at once through [`extract_features`].
 //!
 //! The [`Context`] holds only what that needs: the loaded models, the intake limits, the
 //! CPU slots and the zero-shot attribute index.
 
+pub mod category;
 mod choice;
 mod context;
 mod cutout;

@@ -9,10 +9,12 @@ use dupify_api::{
 use dupify_core::{ApiError, ErrorCode, Scope};
 use serde::Serialize;
 
+use crate::category::CategoryTaxonomy;
 use crate::choice::ModelChoice;
 use crate::context::Context;
 use crate::prepare::{Needs, Prepared};
 use crate::semantic::SemanticIndex;
+use dupify_models::Embedder;
 
 pub use dupify_api::OperationKind;
 
@@ -155,15 +157,24 @@ impl Output {
 pub struct Task {
     op: Operation,
     segmenter: String,
-    clip: Option<String>,
+    /// The embedding model (embed only).
+    embedder: Option<Embedder>,
     semantic: Option<Arc<SemanticIndex>>,
+    /// The ImageNet category taxonomy (attributes only, when the model is loaded).
+    categories: Option<Arc<CategoryTaxonomy>>,
+    /// The classifier's cache key (name and file fingerprint), with `categories`.
+    classifier: Option<String>,
 }
 
 impl Context {
     /// Binds `op` to `models`, refusing at once what this server cannot answer.
     pub async fn plan(&self, op: Operation, models: &ModelChoice) -> Result<Task, ApiError> {
         let kind = op.kind();
-        if matches!(kind, OperationKind::Embed | OperationKind::Attributes) {
+        let embedder = match kind {
+            OperationKind::Embed => Some(models.embedder(&self.models)?),
+            _ => None,
+        };
+        if kind == OperationKind::Attributes {
             crate::choice::require_clip_if_expected(&self.models)?;
         }
         if kind == OperationKind::BackgroundRemove && models.segmenter.is_none() {
@@ -172,18 +183,28 @@ impl Context {
                 30,
             ));
         }
-        let semantic = if kind == OperationKind::Attributes {
-            self.semantic_index().await.map_err(|e| {
+        let (semantic, categories) = if kind == OperationKind::Attributes {
+            let semantic = self.semantic_index().await.map_err(|e| {
                 ApiError::unavailable(format!("semantic attributes are not ready: {e}"), 5)
-            })?
+            })?;
+            let categories = self.category_taxonomy().map_err(|e| {
+                ApiError::unavailable(format!("the category taxonomy is not usable: {e}"), 30)
+            })?;
+            (semantic, categories)
         } else {
-            None
+            (None, None)
         };
+        let classifier = categories
+            .as_ref()
+            .and(self.models.imagenet())
+            .map(|m| m.key());
         Ok(Task {
             op,
             segmenter: models.segmenter_key(),
-            clip: models.clip_key(),
+            embedder,
             semantic,
+            categories,
+            classifier,
         })
     }
 }
@@ -203,7 +224,9 @@ impl Task {
         match &self.op {
             Operation::Embed { include_quality } => format!(
                 "q={include_quality};model={};seg={seg}",
-                self.clip.as_deref().unwrap_or(dupify_vision::VISUAL_MODEL)
+                self.embedder
+                    .as_ref()
+                    .map_or_else(|| dupify_vision::VISUAL_MODEL.to_owned(), Embedder::key)
             ),
             Operation::Colors(o) => format!(
                 "max={};fg={};q={};seg={seg}",
@@ -212,10 +235,16 @@ impl Task {
                 o.include_quality
             ),
             Operation::Silhouette | Operation::Quality => format!("seg={seg}"),
-            Operation::Attributes => match &self.semantic {
-                Some(s) => format!("seg={seg};clip={};taxonomy={}", s.model, s.taxonomy_hash),
-                None => format!("seg={seg}"),
-            },
+            Operation::Attributes => {
+                let mut key = format!("seg={seg}");
+                if let (Some(c), Some(m)) = (&self.categories, &self.classifier) {
+                    key.push_str(&format!(";classifier={m};categories={}", c.hash));
+                }
+                if let Some(s) = &self.semantic {
+                    key.push_str(&format!(";clip={};taxonomy={}", s.model, s.taxonomy_hash));
+                }
+                key
+            }
             Operation::BackgroundRemove(o) => {
                 format!("out={};crop={};seg={seg}", o.output.as_str(), o.crop)
             }
@@ -225,12 +254,21 @@ impl Task {
     /// What must be computed before the task runs.
     pub fn needs(&self) -> Needs {
         match &self.op {
-            Operation::Embed { include_quality } => Needs {
-                // The visual embedding is of the foreground; quality's composition uses it too.
-                mask: self.clip.is_none() || *include_quality,
-                full_resolution: false,
-                clip: self.clip.is_some(),
-            },
+            Operation::Embed { include_quality } => {
+                let (clip, imagenet) = match &self.embedder {
+                    Some(Embedder::Clip(_)) => (true, false),
+                    Some(Embedder::ImageNet(_)) => (false, true),
+                    _ => (false, false),
+                };
+                Needs {
+                    // The ImageNet and visual embeddings are of the foreground; quality's
+                    // composition uses it too.
+                    mask: !clip || *include_quality,
+                    full_resolution: false,
+                    clip,
+                    imagenet,
+                }
+            }
             Operation::Colors(o) => Needs {
                 mask: o.foreground_only || o.include_quality,
                 ..Needs::default()
@@ -240,11 +278,13 @@ impl Task {
                 mask: true,
                 full_resolution: false,
                 clip: self.semantic.is_some(),
+                imagenet: self.categories.is_some(),
             },
             Operation::BackgroundRemove(_) => Needs {
                 mask: true,
                 full_resolution: true,
                 clip: false,
+                imagenet: false,
             },
         }
     }
@@ -261,14 +301,19 @@ impl Task {
         })
     }
 
-    /// The CLIP image embedding when a CLIP model is loaded, else the weight-free
-    /// `dupify-visual-v1` vector of the foreground.
+    /// The chosen model's vector: CLIP's of the whole image, EfficientNet-Lite0's of
+    /// the foreground crop, or the weight-free `dupify-visual-v1` of the foreground.
     fn embed(&self, p: &Prepared, include_quality: bool) -> Result<EmbedResult, ApiError> {
-        let (embedding, model) = match (&self.clip, &p.clip_embedding) {
-            (Some(_), Some((v, name))) => (v.clone(), name.clone()),
-            // The planner asked for the CLIP vector; not having it is a bug.
-            (Some(_), None) => return Err(ApiError::internal()),
-            (None, _) => (
+        let (embedding, model) = match (&self.embedder, &p.clip_embedding, &p.imagenet) {
+            (Some(Embedder::Clip(_)), Some((v, name)), _) => (v.clone(), name.clone()),
+            (Some(Embedder::ImageNet(_)), _, Some((out, name))) => {
+                (out.embedding.clone(), name.clone())
+            }
+            // The planner asked for the model's vector; not having it is a bug.
+            (Some(Embedder::Clip(_) | Embedder::ImageNet(_)), _, _) => {
+                return Err(ApiError::internal())
+            }
+            (Some(Embedder::Visual) | None, _, _) => (
                 dupify_vision::visual_embedding(&p.image, p.foreground_mask()),
                 dupify_vision::VISUAL_MODEL.to_string(),
             ),
@@ -290,17 +335,32 @@ impl Task {
                         value: a.value,
                         confidence: round4(a.confidence),
                         source: AttributeSource::Pixels,
+                        model: None,
                     };
                     (name.to_owned(), attribute)
                 })
                 .collect();
         let mut model = format!("dupify-attributes-v1+{}", p.foreground_source());
+        if let (Some(taxonomy), Some((out, classifier))) = (&self.categories, &p.imagenet) {
+            for (name, value, confidence) in taxonomy.classify(&out.probabilities) {
+                let attribute = Attribute {
+                    value,
+                    confidence: round4(confidence),
+                    source: AttributeSource::Classifier,
+                    model: Some(classifier.clone()),
+                };
+                attributes.insert(name, attribute);
+            }
+            model = format!("{model}+{classifier}");
+        }
+        // Zero-shot CLIP answers over the operator's own classes win where both speak.
         if let (Some(index), Some((embedding, clip))) = (&self.semantic, &p.clip_embedding) {
             for (name, value, confidence) in index.classify(embedding) {
                 let attribute = Attribute {
                     value,
                     confidence: round4(confidence),
                     source: AttributeSource::Clip,
+                    model: Some(clip.clone()),
                 };
                 attributes.insert(name, attribute);
             }

@@ -14,7 +14,7 @@ pub const WORKING_SIDE: u32 = 512;
 pub const DECODE_MIN_SIDE: u32 = 384;
 
 /// Bumped whenever a feature's output changes, so stale cache entries are never served.
-pub const FEATURE_VERSION: &str = "features-4";
+pub const FEATURE_VERSION: &str = "features-5";
 
 /// Smallest share of the frame a segmentation mask must keep to be used for features
 /// (0.2 %: a 20 × 20 px product in a 512 × 384 working copy).
@@ -30,6 +30,8 @@ pub struct Needs {
     pub full_resolution: bool,
     /// The CLIP image embedding, when a CLIP model is loaded.
     pub clip: bool,
+    /// The ImageNet model's features and class probabilities (of the foreground crop).
+    pub imagenet: bool,
 }
 
 impl Needs {
@@ -38,6 +40,7 @@ impl Needs {
         mask: true,
         full_resolution: false,
         clip: false,
+        imagenet: false,
     };
 
     pub fn union(self, o: Needs) -> Needs {
@@ -45,6 +48,7 @@ impl Needs {
             mask: self.mask || o.mask,
             full_resolution: self.full_resolution || o.full_resolution,
             clip: self.clip || o.clip,
+            imagenet: self.imagenet || o.imagenet,
         }
     }
 }
@@ -65,6 +69,8 @@ pub struct Prepared {
     pub model_mask: Option<(image::GrayImage, String)>,
     /// The CLIP image embedding (L2-normalised), and the model's name.
     pub clip_embedding: Option<(Vec<f32>, String)>,
+    /// The ImageNet model's output for the foreground crop, and the model's name.
+    pub imagenet: Option<(dupify_models::ImageNetOutput, String)>,
     /// Computed on first use: operations that ignore the background never pay for it.
     foreground: std::sync::OnceLock<ForegroundEstimate>,
 }
@@ -146,6 +152,7 @@ pub fn prepare(
         cutout,
         model_mask: None,
         clip_embedding: None,
+        imagenet: None,
         foreground: std::sync::OnceLock::new(),
     })
 }
@@ -172,6 +179,7 @@ mod tests {
             cutout: false,
             model_mask: Some((mask, "u2netp".into())),
             clip_embedding: None,
+            imagenet: None,
             foreground: std::sync::OnceLock::new(),
         }
     }

@@ -13,7 +13,8 @@ use crate::prepare::{prepare, Needs, WORKING_SIDE};
 /// Runs `tasks` on one image, decoding and segmenting it once for all of them: decode
 /// and the models' input preparation on a CPU slot, the models on their own workers
 /// (the CPU slot is released while waiting, and segmentation and CLIP are queued side
-/// by side), then every task on a CPU slot again. Outputs are in `tasks` order.
+/// by side), the ImageNet model on the foreground crop when a task needs it, then every
+/// task on a CPU slot again. Outputs are in `tasks` order.
 /// `parameter` names the image in errors (`image_base64`, `images[2].image_url`, …).
 pub async fn process_image(
     ctx: &Context,
@@ -67,6 +68,23 @@ pub async fn process_image(
     }
     if let (Some(p), Some(c)) = (clip_pending, &clip) {
         prepared.clip_embedding = Some((p.embedding().await?, c.name().to_string()));
+    }
+    if let Some(model) = ctx.models.imagenet().cloned().filter(|_| needs.imagenet) {
+        // Its input is the foreground crop, so it runs once the mask is known.
+        let permit = ctx.cpu.acquire().await?;
+        let (back, input) = tokio::task::spawn_blocking(move || {
+            let _permit = permit;
+            let input = dupify_vision::imagenet_input(&prepared.image, prepared.foreground_mask());
+            (prepared, input)
+        })
+        .await
+        .map_err(|e| {
+            tracing::error!(error = %e, "imagenet input task panicked");
+            ApiError::internal()
+        })?;
+        prepared = back;
+        let out = model.enqueue(input)?.output().await?;
+        prepared.imagenet = Some((out, model.name().to_string()));
     }
 
     let permit = ctx.cpu.acquire().await?;

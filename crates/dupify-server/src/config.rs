@@ -60,6 +60,10 @@ pub struct ServerConfig {
     /// CLIP export to load (a subdirectory of `models_dir` with a manifest.toml, by
     /// directory or model name). Empty = the only one present, if exactly one is.
     pub clip_model: String,
+    /// The default embedding model: a CLIP model's name, `efficientnet-lite0` or
+    /// `dupify-visual-v1`. Empty = the CLIP model when one is installed, else
+    /// `efficientnet-lite0`.
+    pub embedding_model: String,
     /// ONNX Runtime shared library. Empty = `models_dir/libonnxruntime.so`.
     pub onnxruntime_library: String,
     /// Instances of each segmentation model, run side by side. 0 = number of cores, at
@@ -138,6 +142,7 @@ impl Default for ServerConfig {
             log_format: "text".into(),
             segmentation_models: vec!["u2net".into(), "u2netp".into()],
             clip_model: String::new(),
+            embedding_model: String::new(),
             onnxruntime_library: String::new(),
             model_instances: 0,
             model_intra_threads: 1,
@@ -205,6 +210,7 @@ impl ServerConfig {
                 .then(|| PathBuf::from(&self.onnxruntime_library)),
             segmentation: self.segmentation_models.clone(),
             clip: (!self.clip_model.is_empty()).then(|| self.clip_model.clone()),
+            embedding: (!self.embedding_model.is_empty()).then(|| self.embedding_model.clone()),
             // One per core, but not past 4: each u2net instance holds ~180 MB of weights
             // and a big machine gains little from more parallel copies of one model.
             instances: if self.model_instances == 0 {

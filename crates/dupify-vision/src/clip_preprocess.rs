@@ -197,7 +197,7 @@ fn unpremultiply(p: &[u8]) -> [u8; 3] {
 /// images, and because the cubic's negative lobes overshoot and the intermediate is
 /// clipped, the order shows near strong edges (measured: up to 4 levels apart from
 /// Pillow on a 900 × 600 checker, 1 level in the same order).
-fn resample(buf: Vec<u8>, w: u32, h: u32, rw: u32, rh: u32, pt: PixelType) -> Vec<u8> {
+pub(crate) fn resample(buf: Vec<u8>, w: u32, h: u32, rw: u32, rh: u32, pt: PixelType) -> Vec<u8> {
     let wide = if rw == w {
         buf
     } else {

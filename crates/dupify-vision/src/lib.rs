@@ -12,6 +12,7 @@ pub mod clip_preprocess;
 pub mod colors;
 pub mod embedding;
 pub mod foreground;
+pub mod imagenet_input;
 pub mod lab;
 pub mod palette;
 pub mod quality;
@@ -24,6 +25,7 @@ pub use colors::{
 };
 pub use embedding::{visual_embedding, VISUAL_DIMS, VISUAL_MODEL};
 pub use foreground::{border_estimate, ForegroundEstimate, ForegroundMethod};
+pub use imagenet_input::{imagenet_input, IMAGENET_SIDE};
 pub use palette::{color_family, nearest_name};
 pub use quality::{quality, Quality};
 pub use silhouette::{silhouette, Silhouette, SILHOUETTE_DIMS};

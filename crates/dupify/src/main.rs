@@ -113,6 +113,11 @@ struct EmbedArgs {
     /// Add the quality scores.
     #[arg(long)]
     quality: bool,
+    /// Embedding model (`efficientnet-lite0`, `dupify-visual-v1`, a CLIP model's
+    /// name; default: `embedding_model`, else CLIP when installed, else
+    /// efficientnet-lite0).
+    #[arg(long)]
+    embedding_model: Option<String>,
 }
 
 #[derive(Args)]
@@ -283,6 +288,9 @@ fn main() -> anyhow::Result<()> {
             let op = Operation::Embed {
                 include_quality: args.quality,
             };
+            if let Some(m) = args.embedding_model {
+                cfg.embedding_model = m;
+            }
             rt.block_on(run_local(
                 cfg,
                 op,

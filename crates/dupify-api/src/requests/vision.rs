@@ -53,9 +53,12 @@ impl SegmenterOptions {
 }
 
 /// `embed`'s options.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 pub struct EmbedOptions {
     pub include_quality: Option<bool>,
+    /// The embedding model (`efficientnet-lite0`, `dupify-visual-v1`, a CLIP model's
+    /// name); absent = the server's default.
+    pub model: Option<String>,
 }
 
 impl Request for EmbedOptions {}

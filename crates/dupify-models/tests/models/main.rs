@@ -3,4 +3,5 @@
 
 mod clip;
 mod common;
+mod imagenet;
 mod segment;

@@ -454,11 +454,7 @@ fn weights(w: Option<SearchWeights>) -> Weights {
 
 /// The embedding model new products are processed with (and image/text queries use).
 pub fn current_model(state: &SharedState) -> String {
-    state
-        .models()
-        .clip()
-        .map(|c| c.name().to_owned())
-        .unwrap_or_else(|| dupify_vision::VISUAL_MODEL.to_owned())
+    state.models().default_embedding_name()
 }
 
 /// Resolves `exclude_ids` (product ids of this catalog) to row ids; unknown ids are
@@ -548,7 +544,10 @@ pub async fn search(
                 _ => {
                     return Err(ApiError::invalid(
                         "text",
-                        "text search needs a CLIP model with a text tower; this server's embed model is dupify-visual-v1 (images only)",
+                        format!(
+                            "text search needs a CLIP model with a text tower; this server's embedding models ({}) are for images only",
+                            state.models().embedding_names().join(", ")
+                        ),
                     )
                     .into())
                 }

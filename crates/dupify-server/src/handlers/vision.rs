@@ -53,7 +53,10 @@ async fn embed_text(
         _ => {
             return Err(ApiError::invalid(
                 if single { "text" } else { "texts" },
-                "text embeddings need a CLIP model with a text tower; this server's embed model is dupify-visual-v1 (images only)",
+                format!(
+                    "text embeddings need a CLIP model with a text tower; this server's embedding models ({}) are for images only",
+                    models.embedding_names().join(", ")
+                ),
             )
             .into())
         }
@@ -136,6 +139,16 @@ pub fn operation(kind: OperationKind, from: &OptionsFrom<'_>) -> Result<Operatio
     })
 }
 
+/// The embedding model `embed`'s options name, and the parameter naming it.
+fn embedding_model(from: &OptionsFrom<'_>) -> Result<(Option<String>, &'static str), ApiError> {
+    let o: wire::EmbedOptions = from.read(OperationKind::Embed)?;
+    let parameter = match from {
+        OptionsFrom::Body(_) => "model",
+        OptionsFrom::Batch(_) => "options.embed.model",
+    };
+    Ok((o.model, parameter))
+}
+
 /// The segmentation model a body asks for; `model_alias`: `model` may name it.
 fn resolve_models(
     state: &SharedState,
@@ -164,8 +177,13 @@ async fn single_op(
     kind: OperationKind,
     model_alias: bool,
 ) -> AppResult<Response> {
-    let models = resolve_models(state, body, model_alias)?;
-    let op = operation(kind, &OptionsFrom::Body(body))?;
+    let mut models = resolve_models(state, body, model_alias)?;
+    let from = OptionsFrom::Body(body);
+    if kind == OperationKind::Embed {
+        let (name, parameter) = embedding_model(&from)?;
+        models = models.with_embedding(name, parameter);
+    }
+    let op = operation(kind, &from)?;
     let task = state.pipeline.plan(op, &models).await?;
     let images = parse_images(body.parse()?, &state.fetch_policy)?;
     run_ops_request(
@@ -233,7 +251,11 @@ pub async fn batch(
     for k in request.operations() {
         caller.require(k.scope())?;
     }
-    let models = resolve_models(&state, &body, false)?;
+    let mut models = resolve_models(&state, &body, false)?;
+    if request.operations().contains(&OperationKind::Embed) {
+        let (name, parameter) = embedding_model(&OptionsFrom::Batch(&request))?;
+        models = models.with_embedding(name, parameter);
+    }
     let mut tasks = Vec::with_capacity(request.operations().len());
     for &k in request.operations() {
         let op = operation(k, &OptionsFrom::Batch(&request))?;
