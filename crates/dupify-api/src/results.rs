@@ -351,7 +351,7 @@ mod tests {
 
     #[test]
     fn answers_flatten_and_newer_enum_values_still_read() {
-        let text = r#"{"attributes":{"category":{"value":"dress","confidence":0.5,"source":"classifier"}},"model":"m","cached":true}"#;
+        let text = r#"{"attributes":{"category":{"value":"dress","confidence":0.5,"source":"hologram"}},"model":"m","cached":true}"#;
         let a: Answer<AttributesResult> = serde_json::from_str(text).unwrap();
         assert!(a.cached && a.processing_time_ms.is_none());
         assert_eq!(a.attributes["category"].source, AttributeSource::Other);

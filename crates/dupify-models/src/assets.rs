@@ -17,6 +17,9 @@ pub struct PinnedAsset {
     pub package: String,
     pub sha256: String,
     pub license: String,
+    /// The script that builds the file from the wheel's member (see setup-models.py).
+    #[serde(default)]
+    pub build: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -67,7 +70,8 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
 /// (a second or so for U²-Net), so this is for the CLI, not for requests.
 pub fn list(dir: &Path) -> Vec<InstalledModel> {
     let mut out = Vec::new();
-    for a in pinned() {
+    // Test photos are assets of the test suite, not models.
+    for a in pinned().into_iter().filter(|a| a.kind != "testdata") {
         let path = dir.join(&a.file);
         let meta = std::fs::metadata(&path).ok().filter(|m| m.is_file());
         let sha = meta.as_ref().and_then(|_| sha256_file(&path).ok());
@@ -79,7 +83,10 @@ pub fn list(dir: &Path) -> Vec<InstalledModel> {
             verified: sha.as_ref().map(|s| *s == a.sha256),
             sha256: sha,
             license: a.license,
-            source: format!("PyPI {}", a.package),
+            source: match &a.build {
+                Some(script) => format!("PyPI {}, converted by {script}", a.package),
+                None => format!("PyPI {}", a.package),
+            },
             path,
         });
     }
@@ -119,7 +126,19 @@ mod tests {
     fn the_lock_file_parses_and_pins_every_asset() {
         let assets = super::pinned();
         let files: Vec<_> = assets.iter().map(|a| a.file.as_str()).collect();
-        assert_eq!(files, ["libonnxruntime.so", "u2net.onnx", "u2netp.onnx"]);
+        assert_eq!(
+            files,
+            [
+                "libonnxruntime.so",
+                "u2net.onnx",
+                "u2netp.onnx",
+                "efficientnet-lite0.onnx",
+                "imagenet-classes.json",
+                "testdata/coffee.png",
+                "testdata/chelsea.png",
+                "testdata/motorcycle_left.png"
+            ]
+        );
         for a in &assets {
             assert_eq!(a.sha256.len(), 64, "{}", a.file);
             assert!(a.package.contains("=="), "{} must be pinned", a.package);

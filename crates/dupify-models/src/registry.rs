@@ -191,9 +191,13 @@ impl Models {
             ..options.clone()
         };
         let started = std::time::Instant::now();
-        let imagenet = match ImageNet::load(&config.dir, loader.clone(), &imagenet_options, observe)
+        // A server configured for the weight-free embedding does not need it.
+        let wanted = config.embedding.as_deref() != Some(dupify_vision::VISUAL_MODEL);
+        let imagenet = match wanted
+            .then(|| ImageNet::load(&config.dir, loader.clone(), &imagenet_options, observe))
         {
-            Ok(m) => {
+            None => None,
+            Some(Ok(m)) => {
                 tracing::info!(
                     model = IMAGENET_MODEL,
                     ms = started.elapsed().as_millis() as u64,
@@ -201,7 +205,7 @@ impl Models {
                 );
                 Some(Arc::new(m))
             }
-            Err(e) => {
+            Some(Err(e)) => {
                 tracing::warn!(model = IMAGENET_MODEL, error = %e, "model not loaded");
                 problems.push(missing(IMAGENET_MODEL, "embedding", &e));
                 None

@@ -200,12 +200,16 @@ fn build() -> Value {
     );
     let embed = image_operation(
         "Image or text embedding",
-        "An L2-normalised vector: CLIP's when a CLIP model is installed, else the weight-free \
-         `dupify-visual-v1` (384 numbers). With a CLIP text tower, `text` or `texts` (≤ 32) may \
-         be sent instead of images; their vectors share the image space.",
+        "An L2-normalised vector of the chosen `model`: by default CLIP's when a CLIP model is \
+         installed, else `efficientnet-lite0` (1280 numbers, ImageNet features of the product's \
+         foreground crop); `dupify-visual-v1` (384 numbers, weight-free) by name. With a CLIP \
+         text tower, `text` or `texts` (≤ 32) may be sent instead of images; their vectors share \
+         the image space.",
         Scope::Embed,
         json!({
             "include_quality": {"type": "boolean", "default": false},
+            "model": {"type": "string", "enum": ["efficientnet-lite0", "dupify-visual-v1"],
+                      "description": "Embedding model (absent = the server's default). An installed CLIP model is also accepted by its name; any other name is a 400."},
             "segmentation_model": segmentation_option(),
             "text": {"type": "string", "maxLength": 1000},
             "texts": {"type": "array", "items": {"type": "string"}, "minItems": 1, "maxItems": 32},

@@ -19,13 +19,16 @@ pub struct BinaryServer {
 }
 
 impl BinaryServer {
-    /// Starts `bin serve` on `data` and waits for its start-up banner.
+    /// Starts `bin serve` on `data` (without models: the weight-free embedding) and waits
+    /// for its start-up banner.
     pub fn spawn(bin: &Path, data: &Path) -> BinaryServer {
         let mut child = Command::new(bin)
             .arg("--data-dir")
             .arg(data)
             .args(["serve", "--bind", "127.0.0.1:0"])
             .env("DUPIFY_LOG", "warn")
+            // No models directory here: the weight-free embedding, as TestServer's default.
+            .env("DUPIFY_EMBEDDING_MODEL", "dupify-visual-v1")
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

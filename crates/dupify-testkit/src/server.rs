@@ -63,8 +63,10 @@ impl TestServer {
             data_dir: dir.path().to_owned(),
             bind: "127.0.0.1:0".parse().unwrap(),
             shutdown_grace_secs: 5,
-            // Tests that do not ask for models load none (and `/ready` has none missing).
+            // Tests that do not ask for models load none (and `/ready` has none missing):
+            // no segmentation, and the weight-free embedding.
             segmentation_models: Vec::new(),
+            embedding_model: dupify_vision::VISUAL_MODEL.into(),
             models_dir: "/nonexistent/dupify-test-models".into(),
             ..ServerConfig::default()
         };
@@ -153,7 +155,7 @@ impl TestServer {
 
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub enum ModelSet {
-    /// ONNX Runtime + u2netp: the default `dupify-visual-v1` embedding, no text.
+    /// ONNX Runtime, u2netp and EfficientNet-Lite0 (the default embedding), no text.
     Segmentation,
     /// The same plus tests/fixtures/tiny-clip of dupify-models (16-d, with a text tower).
     WithClip,
@@ -169,7 +171,8 @@ pub fn project_models_dir() -> std::path::PathBuf {
 }
 
 /// Loads a model set once per process: a scratch models directory that links the
-/// installed runtime and u2netp (and the CLIP fixture), so each set sees only its files.
+/// installed runtime, u2netp and EfficientNet-Lite0 (and the CLIP fixture), so each set
+/// sees only its files.
 fn shared_models(set: ModelSet) -> (Arc<dupify_models::Models>, std::path::PathBuf) {
     use std::sync::OnceLock;
     static SETS: [OnceLock<(Arc<dupify_models::Models>, std::path::PathBuf)>; 2] =
@@ -177,7 +180,13 @@ fn shared_models(set: ModelSet) -> (Arc<dupify_models::Models>, std::path::PathB
     SETS[set as usize]
         .get_or_init(|| {
             let src = project_models_dir();
-            for f in ["libonnxruntime.so", "u2netp.onnx"] {
+            let files = [
+                "libonnxruntime.so",
+                "u2netp.onnx",
+                "efficientnet-lite0.onnx",
+                "imagenet-classes.json",
+            ];
+            for f in files {
                 assert!(
                     src.join(f).is_file(),
                     "{} is missing: run `make models` first",
@@ -185,7 +194,7 @@ fn shared_models(set: ModelSet) -> (Arc<dupify_models::Models>, std::path::PathB
                 );
             }
             let dir = tempfile::tempdir().unwrap().keep();
-            for f in ["libonnxruntime.so", "u2netp.onnx"] {
+            for f in files {
                 std::os::unix::fs::symlink(src.join(f), dir.join(f)).unwrap();
             }
             if set == ModelSet::WithClip {

@@ -351,12 +351,33 @@ fn local_model_commands_and_models_list() {
     );
     assert!(ok, "{err}");
     let v: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(v["model"], "dupify-visual-v1");
+    assert_eq!(v["model"], "efficientnet-lite0");
+    assert_eq!(v["dimensions"], 1280);
     assert!(v["quality"]["overall"].is_number());
+    // The weight-free embedding stays selectable by name.
+    let (ok, out, err) = dupify_env(
+        dir.path(),
+        &[
+            "embed",
+            path.to_str().unwrap(),
+            "--embedding-model",
+            "dupify-visual-v1",
+        ],
+        &env,
+    );
+    assert!(ok, "{err}");
+    let v: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(v["model"], "dupify-visual-v1");
 
     let (ok, out, err) = dupify_env(dir.path(), &["models", "list"], &env);
     assert!(ok, "{err}");
-    for name in ["libonnxruntime.so", "u2net ", "u2netp "] {
+    for name in [
+        "libonnxruntime.so",
+        "u2net ",
+        "u2netp ",
+        "efficientnet-lite0 ",
+        "imagenet-classes.json",
+    ] {
         let line = out
             .lines()
             .find(|l| l.starts_with(name))
@@ -378,7 +399,7 @@ fn local_model_commands_and_models_list() {
     assert!(ok);
     assert_eq!(
         out.lines().filter(|l| l.contains("missing")).count(),
-        3,
+        5,
         "{out}"
     );
 }

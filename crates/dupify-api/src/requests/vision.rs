@@ -194,11 +194,16 @@ impl Request for BatchRequest {
         }
         for (k, v) in self.options.iter().flatten() {
             // One mask serves every operation of an image, so the model is chosen once.
-            if let Some(m) = v.as_object().and_then(|o| {
-                ["model", "segmentation_model"]
-                    .into_iter()
-                    .find(|m| o.contains_key(*m))
-            }) {
+            // (`embed`'s `model` is its embedding model, not a segmentation model.)
+            let names: &[&str] = if k == "embed" {
+                &["segmentation_model"]
+            } else {
+                &["model", "segmentation_model"]
+            };
+            if let Some(m) = v
+                .as_object()
+                .and_then(|o| names.iter().find(|m| o.contains_key(**m)))
+            {
                 return Err(Rejection::invalid(
                     format!("options.{k}.{m}"),
                     "the segmentation model applies to every operation of a batch: send segmentation_model at the top level",

@@ -107,13 +107,14 @@ async fn embed_default_model_single_cache_and_quality() {
     let img = product_b64(0);
     let (st, first) = call(&s, &key, "/v1/embed", json!({"image_base64": img})).await;
     assert_eq!(st, 200, "{first}");
-    assert_eq!(first["model"], "dupify-visual-v1");
+    assert_eq!(first["model"], "efficientnet-lite0");
+    assert_eq!(first["dimensions"], 1280);
     assert_eq!(first["cached"], false);
     assert!(first["processing_time_ms"].is_u64());
     assert!(first.get("quality").is_none());
     let v = vector(&first["embedding"]);
     assert_eq!(first["dimensions"], v.len());
-    assert_eq!(v.len(), dupify_vision::VISUAL_DIMS);
+    assert_eq!(v.len(), 1280);
     assert_unit(&v);
 
     let (_, again) = call(&s, &key, "/v1/embed", json!({"image_base64": img})).await;
@@ -165,7 +166,7 @@ async fn embed_batch_keeps_order_and_isolates_a_failing_item() {
     assert_eq!(st, 200, "{out}");
     let r = out["results"].as_array().unwrap();
     assert_eq!(r.len(), 4);
-    assert_eq!(r[0]["model"], "dupify-visual-v1");
+    assert_eq!(r[0]["model"], "efficientnet-lite0");
     assert_eq!(r[1]["error"]["code"], "invalid_base64");
     assert_eq!(
         r[1]["error"]["details"]["parameter"],
@@ -378,10 +379,11 @@ async fn attributes_from_pixels_only_without_clip() {
         let c = v["confidence"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&c), "{k}: {c}");
     }
-    // Never guessed without a CLIP model.
-    for k in ["category", "material", "style"] {
+    // Never guessed without a CLIP model; the category comes from the ImageNet classifier.
+    for k in ["material", "style"] {
         assert!(!a.contains_key(k), "{k} present without CLIP: {out}");
     }
+    assert_eq!(a["category"]["source"], "classifier", "{out}");
     assert_eq!(a["has_transparency"]["value"], "false");
     assert_eq!(a["pattern"]["value"], "striped", "{out}");
     assert!(out["model"]
@@ -640,7 +642,11 @@ async fn ready_lists_loaded_models() {
     let body: Value = res.json().await.unwrap();
     let models = body["models"].as_array().unwrap();
     let names: Vec<&str> = models.iter().map(|m| m["name"].as_str().unwrap()).collect();
-    assert_eq!(names, ["u2netp", "tiny-clip"], "{body}");
+    assert_eq!(
+        names,
+        ["u2netp", "tiny-clip", "efficientnet-lite0"],
+        "{body}"
+    );
     assert!(models.iter().all(|m| m["ready"] == true));
     assert_eq!(models[0]["max_batch"], 1);
     assert_eq!(models[1]["max_batch"], 16);
@@ -725,7 +731,7 @@ async fn batch_runs_every_operation_once_per_image() {
     assert_eq!(r.len(), 3);
     assert_eq!(r[1]["error"]["code"], "invalid_base64");
     for item in [&r[0], &r[2]] {
-        assert_eq!(item["embed"]["model"], "dupify-visual-v1");
+        assert_eq!(item["embed"]["model"], "efficientnet-lite0");
         assert!(item["embed"]["quality"]["overall"].is_number());
         assert!(item["colors"]["colors"].as_array().unwrap().len() <= 2);
         assert_eq!(item["silhouette"]["dimensions"], 128);
@@ -955,8 +961,9 @@ green = ["green"]
         let a = &out["attributes"];
         assert_eq!(a["colour"]["value"], want, "{out}");
         assert_eq!(a["colour"]["source"], "clip");
-        // Only the operator's attributes: the built-in category is gone.
-        assert!(a.get("category").is_none(), "{out}");
+        // Only the operator's attributes: the built-in CLIP category is gone (the
+        // classifier's stays).
+        assert_eq!(a["category"]["source"], "classifier", "{out}");
     }
     // A broken taxonomy is a clear 503 on the endpoint that needs it, not a guess.
     let bad = dir.path().join("bad.toml");
@@ -1006,6 +1013,8 @@ async fn a_clip_model_that_does_not_load_is_refused_not_replaced() {
         c.models_dir = models;
         c.segmentation_models = vec!["u2netp".into()];
         c.model_instances = 1;
+        // The automatic choice: an installed CLIP export is the default.
+        c.embedding_model = String::new();
     })
     .await;
     let key = s.admin_key().await;
@@ -1097,4 +1106,191 @@ async fn large_images_are_cut_out_at_the_configured_size_and_small_transparency_
     .await;
     assert_eq!(st, 200, "{out}");
     assert_eq!(out["model"], "u2netp", "{out}");
+}
+
+// ------------------------------------------------- embedding models and categories
+
+#[tokio::test]
+async fn embed_model_option_picks_the_model_and_unknown_names_are_refused() {
+    let s = TestServer::with_models(ModelSet::Segmentation, |_| {}).await;
+    let key = s.admin_key().await;
+    let img = product_b64(4);
+    let (st, lite) = call(&s, &key, "/v1/embed", json!({"image_base64": img})).await;
+    assert_eq!(st, 200, "{lite}");
+    assert_eq!(lite["model"], "efficientnet-lite0");
+    assert_eq!(vector(&lite["embedding"]).len(), 1280);
+    // The weight-free descriptor by name: its own vector, cached apart from the default's.
+    let body = json!({"image_base64": img, "model": "dupify-visual-v1"});
+    let (st, visual) = call(&s, &key, "/v1/embed", body.clone()).await;
+    assert_eq!(st, 200, "{visual}");
+    assert_eq!(visual["model"], "dupify-visual-v1");
+    assert_eq!(visual["cached"], false);
+    assert_eq!(vector(&visual["embedding"]).len(), visual["dimensions"]);
+    assert_ne!(visual["dimensions"], 1280);
+    let (_, again) = call(&s, &key, "/v1/embed", body).await;
+    assert_eq!(
+        (again["cached"].clone(), again["model"].clone()),
+        (json!(true), json!("dupify-visual-v1"))
+    );
+    let (_, again) = call(
+        &s,
+        &key,
+        "/v1/embed",
+        json!({"image_base64": img, "model": "efficientnet-lite0"}),
+    )
+    .await;
+    assert_eq!(
+        again["cached"], true,
+        "the default named explicitly is the same result"
+    );
+    assert_eq!(again["embedding"], lite["embedding"]);
+
+    // Unknown or mistyped names are a 400 naming the option, listing what exists.
+    let e = expect_error(
+        post(
+            &client(),
+            &s.url("/v1/embed"),
+            &key,
+            json!({"image_base64": img, "model": "clip-vit-h-99"}),
+        )
+        .await,
+        400,
+        "invalid_parameter",
+    )
+    .await;
+    assert_eq!(e["details"]["parameter"], "model");
+    let message = e["message"].as_str().unwrap();
+    assert!(
+        message.contains("efficientnet-lite0") && message.contains("dupify-visual-v1"),
+        "{message}"
+    );
+    expect_invalid(
+        &s,
+        &key,
+        "/v1/embed",
+        json!({"image_base64": img, "model": 7}),
+        "model",
+    )
+    .await;
+    let batch = json!({"images": [{"image_base64": img}], "operations": ["embed"], "options": {"embed": {"model": "nope"}}});
+    expect_invalid(&s, &key, "/v1/batch", batch, "options.embed.model").await;
+    let batch = json!({"images": [{"image_base64": img}], "operations": ["embed", "colors"], "options": {"embed": {"model": "dupify-visual-v1"}}});
+    let (st, out) = call(&s, &key, "/v1/batch", batch).await;
+    assert_eq!(st, 200, "{out}");
+    assert_eq!(out["results"][0]["embed"]["model"], "dupify-visual-v1");
+
+    // A server that does not load the model says so with a 503, never another space.
+    let bare = TestServer::start().await;
+    let key = bare.admin_key().await;
+    let e = expect_error(
+        post(
+            &client(),
+            &bare.url("/v1/embed"),
+            &key,
+            json!({"image_base64": img, "model": "efficientnet-lite0"}),
+        )
+        .await,
+        503,
+        "service_unavailable",
+    )
+    .await;
+    assert!(
+        e["message"]
+            .as_str()
+            .unwrap()
+            .contains("efficientnet-lite0"),
+        "{e}"
+    );
+}
+
+/// A scratch models directory with the shared set's files and an edited taxonomy.
+fn models_dir_with_taxonomy(taxonomy: &str) -> std::path::PathBuf {
+    let src = project_models_dir();
+    let dir = tempfile::tempdir().unwrap().keep();
+    for f in [
+        "libonnxruntime.so",
+        "u2netp.onnx",
+        "efficientnet-lite0.onnx",
+        "imagenet-classes.json",
+    ] {
+        std::os::unix::fs::symlink(src.join(f), dir.join(f)).unwrap();
+    }
+    std::fs::write(dir.join("imagenet-taxonomy.toml"), taxonomy).unwrap();
+    dir
+}
+
+fn photo_b64(file: &str) -> String {
+    let bytes = std::fs::read(project_models_dir().join("testdata").join(file))
+        .expect("test photos are installed by `make models`");
+    b64(&bytes)
+}
+
+#[tokio::test]
+async fn attributes_carry_the_classifiers_category_and_never_force_one() {
+    let s = TestServer::with_models(ModelSet::Segmentation, |_| {}).await;
+    let key = s.admin_key().await;
+    // An espresso is in no category of the built-in taxonomy: `other`, and what it is.
+    let (st, out) = call(
+        &s,
+        &key,
+        "/v1/attributes",
+        json!({"image_base64": photo_b64("coffee.png")}),
+    )
+    .await;
+    assert_eq!(st, 200, "{out}");
+    let a = &out["attributes"];
+    assert_eq!(a["imagenet_class"]["value"], "espresso", "{out}");
+    assert_eq!(a["imagenet_class"]["source"], "classifier");
+    assert_eq!(a["imagenet_class"]["model"], "efficientnet-lite0");
+    assert_eq!(a["category"]["value"], "other", "{out}");
+    assert!(a.get("product_type").is_none());
+    assert!(
+        a["color_family"]["model"].is_null(),
+        "pixel attributes name no model"
+    );
+    assert!(out["model"]
+        .as_str()
+        .unwrap()
+        .ends_with("+efficientnet-lite0"));
+
+    // The operator's taxonomy decides: espresso cups sold as kitchenware.
+    let dir = models_dir_with_taxonomy(
+        "[categories]\nkitchenware = [\"espresso\", 968, 504]\n[product_types]\nhome = [\"kitchenware\"]\n",
+    );
+    let edited = TestServer::with_models(ModelSet::Segmentation, |c| c.models_dir = dir).await;
+    let key = edited.admin_key().await;
+    let (st, out) = call(
+        &edited,
+        &key,
+        "/v1/attributes",
+        json!({"image_base64": photo_b64("coffee.png")}),
+    )
+    .await;
+    assert_eq!(st, 200, "{out}");
+    let a = &out["attributes"];
+    assert_eq!(a["category"]["value"], "kitchenware", "{out}");
+    let p = a["category"]["confidence"].as_f64().unwrap();
+    assert!(p > 0.5 && p <= 1.0, "{out}");
+    assert_eq!(a["product_type"]["value"], "home");
+
+    // A broken taxonomy is a 503 that says why, not a silent absence.
+    let dir = models_dir_with_taxonomy("[categories]\nshoes = [\"no such class\"]\n");
+    let broken = TestServer::with_models(ModelSet::Segmentation, |c| c.models_dir = dir).await;
+    let key = broken.admin_key().await;
+    let e = expect_error(
+        post(
+            &client(),
+            &broken.url("/v1/attributes"),
+            &key,
+            json!({"image_base64": photo_b64("coffee.png")}),
+        )
+        .await,
+        503,
+        "service_unavailable",
+    )
+    .await;
+    assert!(
+        e["message"].as_str().unwrap().contains("no such class"),
+        "{e}"
+    );
 }
