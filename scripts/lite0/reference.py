@@ -23,15 +23,18 @@ EPS = 1e-3
 SIZE = 224
 
 
+def pad_same(x, k, stride):
+    """x [C,H,W] padded TensorFlow "SAME" for a k x k kernel; with the output size."""
+    top, bottom = wt.same_pads(x.shape[1], k, stride)
+    left, right = wt.same_pads(x.shape[2], k, stride)
+    x = np.pad(x, ((0, 0), (top, bottom), (left, right)))
+    return x, (x.shape[1] - k) // stride + 1, (x.shape[2] - k) // stride + 1
+
+
 def conv(x, w, stride, groups=1):
     """x [C,H,W], w [O, C/groups, k, k], TF SAME padding."""
-    c, h, wd = x.shape
     o, cg, k, _ = w.shape
-    top, bottom = wt.same_pads(h, k, stride)
-    left, right = wt.same_pads(wd, k, stride)
-    x = np.pad(x, ((0, 0), (top, bottom), (left, right)))
-    oh = (x.shape[1] - k) // stride + 1
-    ow = (x.shape[2] - k) // stride + 1
+    x, oh, ow = pad_same(x, k, stride)
     out = np.empty((o, oh, ow), dtype=np.float64)
     og = o // groups
     for g in range(groups):
@@ -47,13 +50,9 @@ def conv(x, w, stride, groups=1):
 
 def depthwise(x, w, stride):
     """Per-channel convolution, written out rather than as `conv(groups=C)` (faster here)."""
-    c, h, wd = x.shape
+    c = x.shape[0]
     k = w.shape[2]
-    top, bottom = wt.same_pads(h, k, stride)
-    left, right = wt.same_pads(wd, k, stride)
-    x = np.pad(x, ((0, 0), (top, bottom), (left, right)))
-    oh = (x.shape[1] - k) // stride + 1
-    ow = (x.shape[2] - k) // stride + 1
+    x, oh, ow = pad_same(x, k, stride)
     out = np.zeros((c, oh, ow), dtype=np.float64)
     for i in range(k):
         for j in range(k):

@@ -172,24 +172,6 @@ pub struct Clip {
     text: Option<TextTower>,
 }
 
-fn output_index(pool: &ModelPool, name: &str, path: &Path) -> Result<usize, EngineError> {
-    pool.spec()
-        .outputs
-        .iter()
-        .position(|o| o.name == name)
-        .ok_or_else(|| EngineError::Load {
-            path: path.display().to_string(),
-            reason: format!(
-                "no output named {name} (has {:?})",
-                pool.spec()
-                    .outputs
-                    .iter()
-                    .map(|o| &o.name)
-                    .collect::<Vec<_>>()
-            ),
-        })
-}
-
 /// The output's last dimension must be the manifest's `dimensions` when the export
 /// states it (a mismatch would fail every request while `/ready` said ready).
 fn check_dimensions(
@@ -226,29 +208,8 @@ impl Clip {
             options,
             observe.clone(),
         )?;
-        let size = i64::from(manifest.image_size);
-        let input = vision
-            .spec()
-            .inputs
-            .first()
-            .map(|i| i.dims.clone())
-            .unwrap_or_default();
-        let fits = |d: i64, want: i64| d < 0 || d == want;
-        if vision.spec().inputs.len() != 1
-            || input.len() != 4
-            || !fits(input[1], 3)
-            || !fits(input[2], size)
-            || !fits(input[3], size)
-        {
-            return Err(EngineError::Load {
-                path: vision_path.display().to_string(),
-                reason: format!(
-                    "expected one [batch, 3, {size}, {size}] input, found {:?}",
-                    vision.spec().inputs
-                ),
-            });
-        }
-        let vision_output = output_index(&vision, &manifest.vision_output, &vision_path)?;
+        vision.require_image_input(manifest.image_size, &vision_path)?;
+        let vision_output = vision.output_index(&manifest.vision_output, &vision_path)?;
         check_dimensions(&vision, vision_output, manifest.dimensions, &vision_path)?;
         let text = match (&manifest.text, &manifest.tokenizer) {
             (Some(text), Some(tok)) => {
@@ -282,7 +243,7 @@ impl Clip {
                         });
                     }
                 }
-                let output = output_index(&pool, &manifest.text_output, &text_path)?;
+                let output = pool.output_index(&manifest.text_output, &text_path)?;
                 check_dimensions(&pool, output, manifest.dimensions, &text_path)?;
                 let pad_id = tokenizer
                     .get_padding()

@@ -60,33 +60,17 @@ impl ImageNet {
         }
         let path = dir.join(IMAGENET_FILE);
         let pool = ModelPool::start(IMAGENET_MODEL, &path, loader, options, observe)?;
-        let spec = pool.spec();
-        let side = i64::from(dupify_vision::IMAGENET_SIDE);
-        let fits = |d: i64, want: i64| d < 0 || d == want;
-        let input = spec
-            .inputs
-            .first()
-            .map(|i| i.dims.clone())
-            .unwrap_or_default();
-        if spec.inputs.len() != 1
-            || input.len() != 4
-            || !fits(input[1], 3)
-            || !fits(input[2], side)
-            || !fits(input[3], side)
-        {
-            return Err(load_error(
-                &path,
-                format!(
-                    "expected one [batch, 3, {side}, {side}] input, found {:?}",
-                    spec.inputs
-                ),
-            ));
-        }
+        pool.require_image_input(dupify_vision::IMAGENET_SIDE, &path)?;
+        // Both outputs by name, with exactly the widths the answers rely on.
         let output = |name: &str, width: usize| {
-            spec.outputs
-                .iter()
-                .position(|o| o.name == name && o.dims.last().is_some_and(|&d| d == width as i64))
-                .ok_or_else(|| load_error(&path, format!("no output {name} [batch, {width}]")))
+            let i = pool.output_index(name, &path)?;
+            match pool.spec().outputs[i].dims.last() {
+                Some(&d) if d == width as i64 => Ok(i),
+                _ => Err(load_error(
+                    &path,
+                    format!("output {name} is not [batch, {width}]"),
+                )),
+            }
         };
         let features = output("features", IMAGENET_FEATURES)?;
         let logits = output("logits", IMAGENET_CLASSES)?;

@@ -199,6 +199,53 @@ impl ModelPool {
         &self.spec
     }
 
+    /// Refuses a model whose one input is not `[batch, 3, side, side]` (dynamic
+    /// dimensions accepted): a mismatch would fail every request while `/ready` said ready.
+    pub fn require_image_input(&self, side: u32, path: &Path) -> Result<(), EngineError> {
+        let side = i64::from(side);
+        let input = self
+            .spec
+            .inputs
+            .first()
+            .map(|i| i.dims.clone())
+            .unwrap_or_default();
+        let fits = |d: i64, want: i64| d < 0 || d == want;
+        if self.spec.inputs.len() != 1
+            || input.len() != 4
+            || !fits(input[1], 3)
+            || !fits(input[2], side)
+            || !fits(input[3], side)
+        {
+            return Err(EngineError::Load {
+                path: path.display().to_string(),
+                reason: format!(
+                    "expected one [batch, 3, {side}, {side}] input, found {:?}",
+                    self.spec.inputs
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    /// The position of the output called `name`.
+    pub fn output_index(&self, name: &str, path: &Path) -> Result<usize, EngineError> {
+        self.spec
+            .outputs
+            .iter()
+            .position(|o| o.name == name)
+            .ok_or_else(|| EngineError::Load {
+                path: path.display().to_string(),
+                reason: format!(
+                    "no output named {name} (has {:?})",
+                    self.spec
+                        .outputs
+                        .iter()
+                        .map(|o| &o.name)
+                        .collect::<Vec<_>>()
+                ),
+            })
+    }
+
     /// `name@<size>-<mtime>` of the loaded file: part of cache keys, so replacing a
     /// model file under the same name never serves answers of the old one.
     pub fn key(&self) -> String {

@@ -253,20 +253,20 @@ impl Models {
                 )),
             };
         }
-        match &self.clip {
-            Some(c) if c.name() == name => Ok(Embedder::Clip(c.clone())),
-            _ if self.clip_problem.is_some()
-                && self
-                    .problems
-                    .iter()
-                    .any(|p| p.kind == "clip" && p.name == name) =>
-            {
-                Err(EmbedderError::Unavailable(
-                    name.into(),
-                    self.problem_of(name).unwrap_or_default(),
-                ))
-            }
-            _ => Err(EmbedderError::Unknown(name.into(), self.embedding_names())),
+        if let Some(c) = self.clip.as_ref().filter(|c| c.name() == name) {
+            return Ok(Embedder::Clip(c.clone()));
+        }
+        // A CLIP export of that name that did not load.
+        match self
+            .problems
+            .iter()
+            .find(|p| p.kind == "clip" && p.name == name)
+        {
+            Some(p) => Err(EmbedderError::Unavailable(
+                name.into(),
+                p.error.clone().unwrap_or_default(),
+            )),
+            None => Err(EmbedderError::Unknown(name.into(), self.embedding_names())),
         }
     }
 

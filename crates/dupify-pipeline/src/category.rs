@@ -51,11 +51,7 @@ pub type Classified = (String, String, f32);
 
 /// The taxonomy text: `models_dir/imagenet-taxonomy.toml` if present, else the built-in.
 pub fn category_text(models_dir: &Path) -> Result<String, String> {
-    let local = models_dir.join(TAXONOMY_FILE);
-    if local.is_file() {
-        return std::fs::read_to_string(&local).map_err(|e| format!("{}: {e}", local.display()));
-    }
-    Ok(BUILTIN.to_string())
+    crate::semantic::local_or_builtin(&models_dir.join(TAXONOMY_FILE), BUILTIN)
 }
 
 impl CategoryTaxonomy {

@@ -51,11 +51,15 @@ pub fn taxonomy_text(path: Option<&Path>, models_dir: &Path) -> Result<String, S
     if let Some(p) = path {
         return std::fs::read_to_string(p).map_err(|e| format!("{}: {e}", p.display()));
     }
-    let local = models_dir.join("taxonomy.toml");
+    local_or_builtin(&models_dir.join("taxonomy.toml"), BUILTIN)
+}
+
+/// The operator's copy of a built-in file, when there is one, else the built-in text.
+pub(crate) fn local_or_builtin(local: &Path, builtin: &str) -> Result<String, String> {
     if local.is_file() {
-        return std::fs::read_to_string(&local).map_err(|e| format!("{}: {e}", local.display()));
+        return std::fs::read_to_string(local).map_err(|e| format!("{}: {e}", local.display()));
     }
-    Ok(BUILTIN.to_string())
+    Ok(builtin.to_string())
 }
 
 impl SemanticIndex {

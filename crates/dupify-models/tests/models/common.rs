@@ -35,6 +35,17 @@ pub fn tiny_clip_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/tiny-clip")
 }
 
+/// One instance on 2 threads, batches of up to 4: what the model tests run with.
+pub fn test_pool_options() -> dupify_models::PoolOptions {
+    dupify_models::PoolOptions {
+        instances: 1,
+        queue_limit: 8,
+        max_batch: 4,
+        threads: 2,
+        solo_threads: 0,
+    }
+}
+
 pub fn no_observer() -> dupify_models::Observer {
     Arc::new(|_: &str, _: usize, _: std::time::Duration| {})
 }

@@ -4,19 +4,12 @@
 
 use crate::common::*;
 use dupify_models::imagenet::{softmax, ImageNet, IMAGENET_CLASSES, IMAGENET_FEATURES};
-use dupify_models::PoolOptions;
 use serde_json::Value;
 
 fn model() -> ImageNet {
     installed("efficientnet-lite0.onnx");
-    let options = PoolOptions {
-        instances: 1,
-        queue_limit: 8,
-        max_batch: 4,
-        threads: 2,
-        solo_threads: 0,
-    };
-    ImageNet::load(&models_dir(), loader(), &options, no_observer()).expect("the model loads")
+    ImageNet::load(&models_dir(), loader(), &test_pool_options(), no_observer())
+        .expect("the model loads")
 }
 
 /// `fixed_inputs()` of scripts/lite0/reference.py, rebuilt value for value.

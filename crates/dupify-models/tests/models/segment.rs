@@ -7,13 +7,7 @@ use dupify_models::{PoolOptions, Segmenter, SEG_SIDE};
 use image::{GrayImage, Rgba, RgbaImage};
 
 fn segmenter(name: &str) -> Segmenter {
-    let options = PoolOptions {
-        instances: 1,
-        queue_limit: 8,
-        max_batch: 4,
-        threads: 2,
-        solo_threads: 0,
-    };
+    let options = test_pool_options();
     Segmenter::start(
         name,
         &installed(&format!("{name}.onnx")),
