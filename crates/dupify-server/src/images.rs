@@ -13,7 +13,7 @@ use crate::state::AppState;
 pub enum ImageSource {
     Url(Url),
     Base64(String),
-    /// An uploaded file's bytes (the dashboard's playground).
+    /// An uploaded file's bytes (a multipart body, the dashboard's playground).
     Bytes(Bytes),
 }
 
@@ -31,16 +31,31 @@ pub enum ImagesRequest {
 }
 
 /// One image of the request: a URL is checked against the fetch policy here (before
-/// any work or metering), base64 is decoded when loaded.
+/// any work or metering), base64 is decoded when loaded; a file is one of `files`, the
+/// body's uploaded files (none for a JSON body).
 pub fn parse_source(
     r: SourceRef,
     policy: &dupify_images::FetchPolicy,
+    files: &[Bytes],
 ) -> Result<SourceItem, ApiError> {
     let source = match r.image {
         ImageRef::Url(s) => {
             ImageSource::Url(dupify_images::parse_image_url(&s, &r.parameter, policy)?)
         }
         ImageRef::Base64(s) => ImageSource::Base64(s),
+        ImageRef::File(i) => match files.get(i) {
+            Some(b) => ImageSource::Bytes(b.clone()),
+            None => {
+                let parameter = match r.parameter.as_str() {
+                    "image" => "image_file".to_owned(),
+                    p => format!("{p}.image_file"),
+                };
+                return Err(ApiError::invalid(
+                    &parameter,
+                    "image_file names a file of a multipart/form-data body; a JSON body sends image_url or image_base64",
+                ));
+            }
+        },
     };
     Ok(SourceItem {
         source,
@@ -52,13 +67,14 @@ pub fn parse_source(
 pub fn parse_images(
     input: ImageInput,
     policy: &dupify_images::FetchPolicy,
+    files: &[Bytes],
 ) -> Result<ImagesRequest, ApiError> {
     Ok(match input.sources()? {
-        ImageSources::Single(r) => ImagesRequest::Single(parse_source(r, policy)?),
+        ImageSources::Single(r) => ImagesRequest::Single(parse_source(r, policy, files)?),
         ImageSources::Batch(items) => ImagesRequest::Batch(
             items
                 .into_iter()
-                .map(|r| parse_source(r?, policy))
+                .map(|r| parse_source(r?, policy, files))
                 .collect(),
         ),
     })

@@ -21,6 +21,8 @@ pub struct ProductUpload {
     pub title: Option<String>,
     pub image_url: Option<String>,
     pub image_base64: Option<String>,
+    /// The `image` file part of a multipart upload (an index into its files).
+    pub image_file: Option<usize>,
     pub external_id: Option<String>,
     pub sku: Option<String>,
     pub description: Option<String>,
@@ -47,7 +49,11 @@ impl Request for ProductUpload {
         if self.title.is_none() {
             return Err(Rejection::missing("title"));
         }
-        super::images::one_image(self.image_url.is_some(), self.image_base64.is_some())?;
+        super::images::one_image(
+            self.image_url.is_some(),
+            self.image_base64.is_some(),
+            self.image_file.is_some(),
+        )?;
         check::text(&mut self.external_id, "external_id", MAX_SHORT)?;
         check::text(&mut self.sku, "sku", MAX_SHORT)?;
         check::text(&mut self.description, "description", MAX_DESCRIPTION)?;
@@ -67,6 +73,7 @@ impl ProductUpload {
         ImageItem {
             image_url: self.image_url.take(),
             image_base64: self.image_base64.take(),
+            image_file: self.image_file.take(),
         }
         .into_source("")
     }
@@ -193,6 +200,8 @@ pub enum SearchQuery {
 pub struct SearchRequest {
     pub image_url: Option<String>,
     pub image_base64: Option<String>,
+    /// The `image` file part of a multipart search (an index into its files).
+    pub image_file: Option<usize>,
     pub product_id: Option<String>,
     pub text: Option<String>,
     pub top_k: Option<Whole>,
@@ -237,6 +246,7 @@ impl Request for SearchRequest {
             ("image_base64", self.image_base64.is_some()),
             ("product_id", self.product_id.is_some()),
             ("text", self.text.is_some()),
+            ("image", self.image_file.is_some()),
         ])?;
         self.top_k()?;
         check::number_in(
@@ -282,6 +292,7 @@ impl SearchRequest {
                 ImageItem {
                     image_url: self.image_url.take(),
                     image_base64: self.image_base64.take(),
+                    image_file: self.image_file.take(),
                 }
                 .into_source(""),
             )

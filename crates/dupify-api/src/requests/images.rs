@@ -1,5 +1,10 @@
 //! The image part of a request (docs/API.md, "Images in"): exactly one of `image_url`,
-//! `image_base64` or `images` (1 to 10 items, each with `image_url` or `image_base64`).
+//! `image_base64` or `images` (1 to 10 items, each with `image_url` or `image_base64`),
+//! or, in a `multipart/form-data` body, an `image` file part or 1 to 10 `images` parts.
+//!
+//! A multipart body is read into the same JSON shape (see [`super::form`]), its files
+//! standing as `image_file` indices into the body's list of files; a JSON body has no
+//! files, so an `image_file` it sends names no file and is refused when loaded.
 
 use serde::Deserialize;
 use serde_json::Value;
@@ -12,6 +17,8 @@ use crate::limits::MAX_IMAGES;
 pub struct ImageInput {
     pub image_url: Option<String>,
     pub image_base64: Option<String>,
+    /// The `image` file part of a multipart body (an index into its files).
+    pub image_file: Option<usize>,
     /// Kept as given: an item that is not valid fails in its own slot, not the request.
     pub images: Option<Vec<Value>>,
 }
@@ -23,22 +30,34 @@ impl Request for ImageInput {}
 pub struct ImageItem {
     pub image_url: Option<String>,
     pub image_base64: Option<String>,
+    /// An `images` file part of a multipart body (an index into its files).
+    pub image_file: Option<usize>,
 }
 
 impl Request for ImageItem {
     fn validate(&mut self) -> Result<(), Rejection> {
-        one_image(self.image_url.is_some(), self.image_base64.is_some())
+        one_image(
+            self.image_url.is_some(),
+            self.image_base64.is_some(),
+            self.image_file.is_some(),
+        )
     }
 }
 
-/// `image_url` or `image_base64`, exactly one (an item of `images`, a product).
-pub(crate) fn one_image(url: bool, base64: bool) -> Result<(), Rejection> {
+/// `image_url`, `image_base64` or a file, exactly one (an item of `images`, a product).
+pub(crate) fn one_image(url: bool, base64: bool, file: bool) -> Result<(), Rejection> {
+    if file && (url || base64) {
+        return Err(Rejection::invalid(
+            if url { "image_url" } else { "image_base64" },
+            "send the image once: as a file or as image_url / image_base64, not both",
+        ));
+    }
     match (url, base64) {
         (true, true) => Err(Rejection::invalid(
             "image_base64",
             "send either image_url or image_base64, not both",
         )),
-        (false, false) => Err(Rejection::missing("image_url")
+        (false, false) if !file => Err(Rejection::missing("image_url")
             .detail("alternatives", vec!["image_url", "image_base64"])),
         _ => Ok(()),
     }
@@ -50,6 +69,8 @@ pub(crate) fn one_image(url: bool, base64: bool) -> Result<(), Rejection> {
 pub enum ImageRef {
     Url(String),
     Base64(String),
+    /// The file at this index of a multipart body's files.
+    File(usize),
 }
 
 /// An image with the parameter that names it in errors (`image_url`, `images[2].image_base64`).
@@ -62,6 +83,17 @@ pub struct SourceRef {
 impl ImageItem {
     /// The one image of a validated item, named under `prefix`.
     pub fn into_source(self, prefix: &str) -> SourceRef {
+        if let Some(i) = self.image_file {
+            // A file part is named by its place: `image`, or `images[2]`.
+            let parameter = match prefix.trim_end_matches('.') {
+                "" => "image".to_owned(),
+                p => p.to_owned(),
+            };
+            return SourceRef {
+                image: ImageRef::File(i),
+                parameter,
+            };
+        }
         match (self.image_url, self.image_base64) {
             (Some(u), _) => SourceRef {
                 image: ImageRef::Url(u),
@@ -86,7 +118,10 @@ pub enum ImageSources {
 impl ImageInput {
     /// True when any of the three forms is given.
     pub fn is_given(&self) -> bool {
-        self.image_url.is_some() || self.image_base64.is_some() || self.images.is_some()
+        self.image_url.is_some()
+            || self.image_base64.is_some()
+            || self.image_file.is_some()
+            || self.images.is_some()
     }
 
     /// Exactly one of the three forms; `images` with 1 to 10 items.
@@ -95,11 +130,13 @@ impl ImageInput {
             ("image_url", self.image_url.is_some()),
             ("image_base64", self.image_base64.is_some()),
             ("images", self.images.is_some()),
+            ("image", self.image_file.is_some()),
         ])?;
         if form != "images" {
             let item = ImageItem {
                 image_url: self.image_url,
                 image_base64: self.image_base64,
+                image_file: self.image_file,
             };
             return Ok(ImageSources::Single(item.into_source("")));
         }

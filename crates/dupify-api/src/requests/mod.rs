@@ -13,6 +13,7 @@
 
 mod catalog;
 mod check;
+pub mod form;
 mod images;
 mod vision;
 
@@ -26,8 +27,8 @@ pub use catalog::{
 };
 pub use images::{ImageInput, ImageItem, ImageRef, ImageSources, SourceRef};
 pub use vision::{
-    BatchRequest, ColorsOptions, CutoutOptions, EmbedOptions, ModelOptions, SegmenterOptions,
-    TextInput,
+    BatchRequest, ColorsOptions, CutoutOptions, EmbedOptions, ModelOptions, ResponseFormat,
+    ResponseOptions, SegmenterOptions, TextInput,
 };
 
 /// What a request got wrong, naming the parameter at fault.

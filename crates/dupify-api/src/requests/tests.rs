@@ -55,7 +55,7 @@ fn exactly_one_query_form() {
     let alts = &r.details.unwrap()["alternatives"];
     assert_eq!(
         alts,
-        &json!(["image_url", "image_base64", "product_id", "text"])
+        &json!(["image_url", "image_base64", "product_id", "text", "image"])
     );
 
     let r = reject::<SearchRequest>(json!({"product_id": "a", "text": "b"}));

@@ -101,6 +101,24 @@ pub struct CutoutOptions {
 
 impl Request for CutoutOptions {}
 
+/// How `/v1/background-remove` answers: JSON with the PNG in base64 (default), or the
+/// PNG itself with its metadata in headers (also chosen by `Accept: image/png`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResponseFormat {
+    #[default]
+    Json,
+    Binary,
+}
+
+/// `response` of `/v1/background-remove`.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+pub struct ResponseOptions {
+    pub response: Option<ResponseFormat>,
+}
+
+impl Request for ResponseOptions {}
+
 /// `text` / `texts` of `/v1/embed`, instead of images.
 #[derive(Debug, Clone, Default, Deserialize)]
 pub struct TextInput {
@@ -156,6 +174,7 @@ impl TextInput {
             ("image_url", images.image_url.is_some()),
             ("image_base64", images.image_base64.is_some()),
             ("images", images.images.is_some()),
+            ("image", images.image_file.is_some()),
         ])?;
         Ok(match (self.text, self.texts) {
             (Some(t), _) => (true, vec![t]),

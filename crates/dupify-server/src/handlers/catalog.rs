@@ -10,6 +10,7 @@ use axum::extract::{Path, RawQuery, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use bytes::Bytes;
 use chrono::Utc;
 use dupify_api::requests::{
     DuplicatesRequest, Filters, ProductUpload, ProductsUpload, SearchQuery, SearchRequest,
@@ -28,7 +29,7 @@ use dupify_store::{
 use serde_json::{json, Map, Value};
 
 use crate::auth::Caller;
-use crate::body::JsonBody;
+use crate::body::{ImageBody, JsonBody};
 use crate::catalog_search::{decode_cursor, encode_cursor, search_index};
 use crate::error::{AppError, AppResult};
 use crate::images::{load, parse_source, ImageSource};
@@ -53,11 +54,12 @@ async fn parse_product(
     state: &SharedState,
     v: &Value,
     prefix: &str,
+    files: &[Bytes],
 ) -> Result<ProductInput, ApiError> {
     let mut p: ProductUpload = dupify_api::requests::parse_under(v, prefix)?;
     let mut image = p.take_image();
     image.parameter = format!("{prefix}{}", image.parameter);
-    let item = parse_source(image, &state.fetch_policy)?;
+    let item = parse_source(image, &state.fetch_policy, files)?;
     let (image, image_ref) = match &item.source {
         ImageSource::Url(u) => {
             let s = u.to_string();
@@ -159,14 +161,29 @@ fn refusal_error(caller: &Caller, r: &UpsertRefusal) -> ApiError {
 
 // ------------------------------------------------------------------ products
 
-/// `POST /v1/catalog/products`: one product, or `{"products": [...]}`.
+/// `POST /v1/catalog/products`: one product, or `{"products": [...]}`; a multipart
+/// upload holds one product, its fields as form fields and its `image` file.
 pub async fn upload(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
-    body: Result<JsonBody, AppError>,
+    body: Result<ImageBody, AppError>,
 ) -> AppResult<Response> {
     caller.require(Scope::Catalog)?;
     let body = body?;
+    if body.multipart && body.has("products") {
+        return Err(ApiError::invalid(
+            "products",
+            "a multipart upload holds one product (its fields and an image file); upload several as JSON {\"products\": [...]}",
+        )
+        .into());
+    }
+    if body.multipart && body.has("images") {
+        return Err(ApiError::invalid(
+            "images",
+            "a product has one image: send it as the image part",
+        )
+        .into());
+    }
     caller.meter.admit().await?;
     let limit = caller.limits.products_per_upload as usize;
     let (batch, parsed): (bool, Vec<Result<ProductInput, ApiError>>) = if body.has("products") {
@@ -185,11 +202,16 @@ pub async fn upload(
         }
         let mut out = Vec::with_capacity(items.len());
         for (i, item) in items.iter().enumerate() {
-            out.push(parse_product(&state, item, &format!("products[{i}].")).await);
+            out.push(parse_product(&state, item, &format!("products[{i}]."), &[]).await);
         }
         (true, out)
     } else {
-        (false, vec![Ok(parse_product(&state, &body.0, "").await?)])
+        (
+            false,
+            vec![Ok(
+                parse_product(&state, &body.json.0, "", &body.files).await?
+            )],
+        )
     };
     let ctx = UpsertContext {
         account_id: caller.account.id.clone(),
@@ -481,10 +503,18 @@ async fn exclusions(
 pub async fn search(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
-    body: Result<JsonBody, AppError>,
+    body: Result<ImageBody, AppError>,
 ) -> AppResult<Json<SearchAnswer>> {
     caller.require(Scope::Catalog)?;
-    let mut req: SearchRequest = body?.parse()?;
+    let body = body?;
+    if body.multipart && body.has("images") {
+        return Err(ApiError::invalid(
+            "images",
+            "a search has one query image: send it as the image part",
+        )
+        .into());
+    }
+    let mut req: SearchRequest = body.parse()?;
     let top_k = req.top_k()?;
     let min_score = req.min_score.unwrap_or(0.0) as f32;
     let weights = weights(req.weights.take());
@@ -557,7 +587,7 @@ pub async fn search(
             clip.name().to_owned()
         }
         SearchQuery::Image(image) => {
-            let item = parse_source(image, &state.fetch_policy)?;
+            let item = parse_source(image, &state.fetch_policy, &body.files)?;
             let loaded = load(&state, &item).await?;
             let x = dupify_pipeline::extract_features(
                 &state.pipeline,

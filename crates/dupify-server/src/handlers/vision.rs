@@ -4,28 +4,31 @@
 //! ([`crate::image_request`]), which calls the application layer.
 
 use axum::extract::State;
+use axum::http::{header, HeaderMap, HeaderName, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use dupify_api::requests::{
-    self as wire, BatchRequest, ImageInput, ModelOptions, SegmenterOptions, TextInput,
+    self as wire, BatchRequest, ImageInput, ModelOptions, ResponseFormat, ResponseOptions,
+    SegmenterOptions, TextInput,
 };
-use dupify_api::{Answer, EmbedResult, Results};
+use dupify_api::{Answer, CutoutResult, EmbedResult, Results};
 use dupify_core::{ApiError, Scope};
 use dupify_pipeline::{
     ColorsOptions, CutoutOptions, MaxColors, ModelChoice, Operation, OperationKind, RequiredScope,
+    Task,
 };
 
 use crate::auth::Caller;
-use crate::body::JsonBody;
+use crate::body::{ImageBody, JsonBody};
 use crate::error::{AppError, AppResult};
 use crate::image_request::{run_ops_request, Layout};
-use crate::images::parse_images;
+use crate::images::{parse_images, ImagesRequest};
 use crate::state::SharedState;
 
 pub async fn embed(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
-    body: Result<JsonBody, AppError>,
+    body: Result<ImageBody, AppError>,
 ) -> AppResult<Response> {
     caller.require(Scope::Embed)?;
     let body = body?;
@@ -173,19 +176,11 @@ fn resolve_models(
 async fn single_op(
     state: &SharedState,
     caller: &Caller,
-    body: &JsonBody,
+    body: &ImageBody,
     kind: OperationKind,
     model_alias: bool,
 ) -> AppResult<Response> {
-    let mut models = resolve_models(state, body, model_alias)?;
-    let from = OptionsFrom::Body(body);
-    if kind == OperationKind::Embed {
-        let (name, parameter) = embedding_model(&from)?;
-        models = models.with_embedding(name, parameter);
-    }
-    let op = operation(kind, &from)?;
-    let task = state.pipeline.plan(op, &models).await?;
-    let images = parse_images(body.parse()?, &state.fetch_policy)?;
+    let (images, task, models) = plan_single(state, body, kind, model_alias).await?;
     run_ops_request(
         state,
         caller,
@@ -197,10 +192,29 @@ async fn single_op(
     .await
 }
 
+/// A single-operation request read: its images, its one task and its models.
+async fn plan_single(
+    state: &SharedState,
+    body: &ImageBody,
+    kind: OperationKind,
+    model_alias: bool,
+) -> Result<(ImagesRequest, Task, ModelChoice), ApiError> {
+    let mut models = resolve_models(state, &body.json, model_alias)?;
+    let from = OptionsFrom::Body(&body.json);
+    if kind == OperationKind::Embed {
+        let (name, parameter) = embedding_model(&from)?;
+        models = models.with_embedding(name, parameter);
+    }
+    let op = operation(kind, &from)?;
+    let task = state.pipeline.plan(op, &models).await?;
+    let images = parse_images(body.parse()?, &state.fetch_policy, &body.files)?;
+    Ok((images, task, models))
+}
+
 pub async fn colors(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
-    body: Result<JsonBody, AppError>,
+    body: Result<ImageBody, AppError>,
 ) -> AppResult<Response> {
     caller.require(Scope::Colors)?;
     single_op(&state, &caller, &body?, OperationKind::Colors, false).await
@@ -209,7 +223,7 @@ pub async fn colors(
 pub async fn silhouette(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
-    body: Result<JsonBody, AppError>,
+    body: Result<ImageBody, AppError>,
 ) -> AppResult<Response> {
     caller.require(Scope::Silhouette)?;
     single_op(&state, &caller, &body?, OperationKind::Silhouette, true).await
@@ -218,7 +232,7 @@ pub async fn silhouette(
 pub async fn attributes(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
-    body: Result<JsonBody, AppError>,
+    body: Result<ImageBody, AppError>,
 ) -> AppResult<Response> {
     caller.require(Scope::Attributes)?;
     single_op(&state, &caller, &body?, OperationKind::Attributes, false).await
@@ -227,23 +241,112 @@ pub async fn attributes(
 pub async fn background_remove(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
-    body: Result<JsonBody, AppError>,
+    headers: HeaderMap,
+    body: Result<ImageBody, AppError>,
 ) -> AppResult<Response> {
     caller.require(Scope::BackgroundRemove)?;
-    single_op(
-        &state,
-        &caller,
-        &body?,
-        OperationKind::BackgroundRemove,
-        true,
-    )
-    .await
+    let body = body?;
+    let binary = match body.parse::<ResponseOptions>()?.response {
+        Some(f) => f == ResponseFormat::Binary,
+        None => prefers_png(&headers),
+    };
+    if !binary {
+        return single_op(
+            &state,
+            &caller,
+            &body,
+            OperationKind::BackgroundRemove,
+            true,
+        )
+        .await;
+    }
+    let (images, task, models) =
+        plan_single(&state, &body, OperationKind::BackgroundRemove, true).await?;
+    if matches!(images, ImagesRequest::Batch(_)) {
+        return Err(ApiError::invalid(
+            "images",
+            "a binary answer holds one image: send one image (image, image_url or image_base64), or ask for JSON",
+        )
+        .into());
+    }
+    let answers = crate::image_request::answer(&state, &caller, images, vec![task], models).await?;
+    let ms = answers.ms;
+    let row = match answers.per_image.into_iter().next() {
+        Some(Ok(row)) => row,
+        Some(Err(e)) => return Err(e.into()),
+        None => return Err(ApiError::internal().into()),
+    };
+    let (obj, cached) = row.into_iter().next().ok_or_else(ApiError::internal)?;
+    let cutout: CutoutResult = serde_json::from_slice(&obj).map_err(|e| {
+        tracing::error!(error = %e, "a cutout result did not read back");
+        ApiError::internal()
+    })?;
+    png_response(cutout, cached, ms)
+}
+
+/// True when the `Accept` header ranks `image/png` above `application/json` (each at
+/// the q of its most specific matching range), so `Accept: image/png` or `image/*` asks
+/// for the PNG and `*/*` (curl's default) keeps JSON.
+fn prefers_png(headers: &HeaderMap) -> bool {
+    let accept: Vec<(String, f32)> = headers
+        .get_all(header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|range| {
+            let mut parts = range.split(';');
+            let mime = parts.next()?.trim().to_ascii_lowercase();
+            let q = parts
+                .filter_map(|p| p.trim().strip_prefix("q="))
+                .find_map(|q| q.trim().parse::<f32>().ok())
+                .unwrap_or(1.0);
+            (!mime.is_empty()).then_some((mime, q))
+        })
+        .collect();
+    let q_of = |kind: &str, sub: &str| -> f32 {
+        let exact = format!("{kind}/{sub}");
+        let any_sub = format!("{kind}/*");
+        [exact.as_str(), any_sub.as_str(), "*/*"]
+            .iter()
+            .find_map(|m| accept.iter().find(|(r, _)| r == m).map(|(_, q)| *q))
+            .unwrap_or(0.0)
+    };
+    q_of("image", "png") > q_of("application", "json")
+}
+
+/// The PNG itself, its metadata in headers (docs/API.md, "Binary cutouts").
+fn png_response(c: CutoutResult, cached: bool, ms: u64) -> AppResult<Response> {
+    let mut headers = HeaderMap::new();
+    let mut put = |name: &'static str, value: String| {
+        if let Ok(v) = HeaderValue::from_str(&value) {
+            headers.insert(HeaderName::from_static(name), v);
+        }
+    };
+    put("x-image-width", c.width.to_string());
+    put("x-image-height", c.height.to_string());
+    put("x-original-width", c.original_width.to_string());
+    put("x-original-height", c.original_height.to_string());
+    put("x-foreground-ratio", c.foreground_ratio.to_string());
+    put("x-output", c.output.as_str().to_owned());
+    put("x-model", c.model.clone());
+    put("x-cached", cached.to_string());
+    put("x-processing-time-ms", ms.to_string());
+    if let Some(b) = c.crop_box {
+        put(
+            "x-crop-box",
+            b.map_or("none".to_owned(), |b| {
+                format!("{},{},{},{}", b.x, b.y, b.width, b.height)
+            }),
+        );
+    }
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("image/png"));
+    Ok((StatusCode::OK, headers, c.image_base64.0).into_response())
 }
 
 pub async fn batch(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
-    body: Result<JsonBody, AppError>,
+    body: Result<ImageBody, AppError>,
 ) -> AppResult<Response> {
     caller.require(Scope::Batch)?;
     let body = body?;
@@ -251,7 +354,7 @@ pub async fn batch(
     for k in request.operations() {
         caller.require(k.scope())?;
     }
-    let mut models = resolve_models(&state, &body, false)?;
+    let mut models = resolve_models(&state, &body.json, false)?;
     if request.operations().contains(&OperationKind::Embed) {
         let (name, parameter) = embedding_model(&OptionsFrom::Batch(&request))?;
         models = models.with_embedding(name, parameter);
@@ -261,6 +364,6 @@ pub async fn batch(
         let op = operation(k, &OptionsFrom::Batch(&request))?;
         tasks.push(state.pipeline.plan(op, &models).await?);
     }
-    let images = parse_images(body.parse()?, &state.fetch_policy)?;
+    let images = parse_images(body.parse()?, &state.fetch_policy, &body.files)?;
     run_ops_request(&state, &caller, images, tasks, models, Layout::Combined).await
 }
