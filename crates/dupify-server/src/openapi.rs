@@ -241,10 +241,47 @@ fn build() -> Value {
         json!({
             "output": {"type": "string", "enum": ["png", "mask"], "default": "png"},
             "crop": {"type": "boolean", "default": false},
+            "response": {"type": "string", "enum": ["json", "binary"], "default": "json",
+                         "description": "`binary`: the PNG itself (`image/png`) with its metadata in headers; also chosen by `Accept: image/png`. One image only."},
             "model": segmentation_option(), "segmentation_model": segmentation_option(),
         }),
         c.schema::<Answer<CutoutResult>>(),
     );
+    let mut background_remove = background_remove;
+    background_remove["responses"]["200"]["content"]["image/png"] = json!({
+        "schema": {"type": "string", "contentMediaType": "image/png"}});
+    let png_header = |d: &str| json!({"description": d, "schema": {"type": "string"}});
+    if let Some(h) = background_remove["responses"]["200"]["headers"].as_object_mut() {
+        for (name, d) in [
+            ("X-Image-Width", "Binary answers: the PNG's width."),
+            ("X-Image-Height", "Binary answers: the PNG's height."),
+            ("X-Original-Width", "Binary answers: the upload's width."),
+            ("X-Original-Height", "Binary answers: the upload's height."),
+            (
+                "X-Foreground-Ratio",
+                "Binary answers: share of foreground pixels (0–1).",
+            ),
+            ("X-Output", "Binary answers: png or mask."),
+            (
+                "X-Model",
+                "Binary answers: the segmentation model (or alpha).",
+            ),
+            (
+                "X-Cached",
+                "Binary answers: true when served from the cache.",
+            ),
+            (
+                "X-Processing-Time-Ms",
+                "Binary answers: server time in milliseconds.",
+            ),
+            (
+                "X-Crop-Box",
+                "Binary answers with crop: x,y,width,height, or none.",
+            ),
+        ] {
+            h.insert(name.into(), png_header(d));
+        }
+    }
     let mut batch = image_operation(
         "Several operations per image",
         "Each image is fetched, decoded and segmented once for all `operations`; every (image, \
@@ -579,6 +616,7 @@ pub fn document() -> &'static Value {
     static DOC: OnceLock<Value> = OnceLock::new();
     DOC.get_or_init(|| {
         let mut doc = build();
+        add_multipart_bodies(&mut doc);
         if let Some(paths) = doc["paths"].as_object_mut() {
             for item in paths.values_mut() {
                 if let Some(ops) = item.as_object_mut() {
@@ -599,6 +637,85 @@ pub fn document() -> &'static Value {
         }
         doc
     })
+}
+
+/// The endpoints that also take `multipart/form-data` (docs/API.md, "File uploads").
+pub const MULTIPART_PATHS: [&str; 8] = [
+    "/v1/embed",
+    "/v1/colors",
+    "/v1/silhouette",
+    "/v1/attributes",
+    "/v1/background-remove",
+    "/v1/batch",
+    "/v1/catalog/search",
+    "/v1/catalog/products",
+];
+
+/// Each multipart endpoint's form, derived from its JSON body so the two cannot drift:
+/// the same fields, `images` as 1 to 10 files, `image` as one file, objects sent as
+/// JSON text (their part's content type), arrays as repeated parts.
+fn add_multipart_bodies(doc: &mut Value) {
+    let components = doc["components"]["schemas"].clone();
+    let resolve = |v: &Value| -> Value {
+        match v.get("$ref").and_then(Value::as_str) {
+            Some(r) => components[r.trim_start_matches("#/components/schemas/")].clone(),
+            None => v.clone(),
+        }
+    };
+    for path in MULTIPART_PATHS {
+        let Some(op) = doc.pointer_mut(&format!("/paths/{}/post", path.replace('/', "~1"))) else {
+            continue;
+        };
+        let json_schema = op["requestBody"]["content"]["application/json"]["schema"].clone();
+        // The object the JSON body is: its own properties, those of its allOf parts, or
+        // (product upload) the single-product form of its oneOf.
+        let mut parts = vec![];
+        if path == "/v1/catalog/products" {
+            parts.push(resolve(&json_schema["oneOf"][0]));
+        } else {
+            parts.push(json_schema.clone());
+            for p in json_schema["allOf"].as_array().into_iter().flatten() {
+                parts.push(resolve(p));
+            }
+        }
+        let mut props = Map::new();
+        let mut closed = false;
+        let mut required: Vec<Value> = vec![];
+        for part in &parts {
+            closed |= part["additionalProperties"] == json!(false);
+            required.extend(part["required"].as_array().into_iter().flatten().cloned());
+            for (k, v) in part["properties"].as_object().into_iter().flatten() {
+                props.insert(k.clone(), v.clone());
+            }
+        }
+        // No `type`: a part's bytes are the file whatever they spell, so a schema type
+        // would claim a distinction the server cannot (and does not) make.
+        let file = json!({"contentMediaType": "application/octet-stream",
+                          "description": "An image file (JPEG, PNG, WebP or GIF, sniffed from its bytes)."});
+        props.insert("image".into(), file.clone());
+        if props.remove("images").is_some() {
+            props.insert(
+                "images".into(),
+                json!({"type": "array", "minItems": 1, "maxItems": 10, "items": file,
+                       "description": "Several image files (repeated parts), answered as a batch."}),
+            );
+        }
+        let encoding: Map<String, Value> = props
+            .iter()
+            .filter(|(_, v)| v["type"] == "object")
+            .map(|(k, _)| (k.clone(), json!({"contentType": "application/json"})))
+            .collect();
+        let mut schema = json!({"type": "object", "properties": props,
+            "description": "The JSON body's fields as form fields (numbers and booleans as text, objects as JSON text, arrays as repeated fields), with the image as a file part."});
+        if closed {
+            schema["additionalProperties"] = json!(false);
+        }
+        if !required.is_empty() {
+            schema["required"] = Value::Array(required);
+        }
+        op["requestBody"]["content"]["multipart/form-data"] =
+            json!({"schema": schema, "encoding": encoding});
+    }
 }
 
 fn esc(s: &str) -> String {

@@ -9,4 +9,5 @@ mod errors;
 mod fetch;
 mod metering;
 mod openapi;
+mod uploads;
 mod vision;

@@ -172,3 +172,47 @@ async fn every_documented_option_is_checked_under_its_name() {
     }
     assert!(checked >= 15, "checked {checked}");
 }
+
+/// Every image-taking endpoint documents a multipart form with the JSON body's fields,
+/// and each field's documented type is the kind the server reads its text as
+/// (`dupify_api::requests::form::field_kind`): the two cannot drift apart.
+#[tokio::test]
+async fn multipart_forms_are_documented_as_the_server_reads_them() {
+    use dupify_api::requests::form::{field_kind, FieldKind, FILE_FIELDS};
+    let s = TestServer::start().await;
+    let doc = document(&s).await;
+    for path in dupify_server::openapi::MULTIPART_PATHS {
+        let content = &doc["paths"][path]["post"]["requestBody"]["content"];
+        let form = &content["multipart/form-data"];
+        let props = form["schema"]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{path} has no multipart form"));
+        assert!(props.contains_key("image"), "{path}");
+        assert!(content["application/json"].is_object(), "{path}");
+        for (name, schema) in props {
+            if FILE_FIELDS.contains(&name.as_str()) {
+                continue;
+            }
+            let ty = match &schema["type"] {
+                Value::Array(ts) => ts.iter().find(|t| *t != "null").cloned().unwrap(),
+                t => t.clone(),
+            };
+            let expected = match ty.as_str() {
+                Some("string") => FieldKind::Text,
+                Some("array") => FieldKind::List,
+                _ => FieldKind::Json,
+            };
+            assert_eq!(field_kind(name), expected, "{path} field {name}: {schema}");
+            if ty == "object" {
+                assert_eq!(
+                    form["encoding"][name]["contentType"], "application/json",
+                    "{path} {name}"
+                );
+            }
+        }
+    }
+    let png =
+        &doc["paths"]["/v1/background-remove"]["post"]["responses"]["200"]["content"]["image/png"];
+    assert!(png.is_object());
+    s.stop().await;
+}
