@@ -100,9 +100,19 @@ pub struct ClientBuilder {
     user_agent: String,
     on_retry: Option<RetryHook>,
     http: Option<reqwest::Client>,
+    file_uploads: bool,
 }
 
 impl ClientBuilder {
+    /// Whether images given as bytes go up as `multipart/form-data` files (the
+    /// default: a quarter smaller than base64 and no encoding on either side) or as
+    /// `image_base64` in a JSON body (for servers without file uploads). Batches that
+    /// mix URLs and bytes always go as JSON.
+    pub fn file_uploads(mut self, on: bool) -> Self {
+        self.file_uploads = on;
+        self
+    }
+
     /// The API key (`fe_live_...` or `fe_test_...`).
     pub fn api_key(mut self, key: impl Into<String>) -> Self {
         self.key = Some(key.into());
@@ -179,6 +189,7 @@ impl ClientBuilder {
                 auth: self.auth,
                 retry: self.retry,
                 on_retry: self.on_retry,
+                file_uploads: self.file_uploads,
             }),
         })
     }
@@ -191,6 +202,7 @@ struct Inner {
     auth: AuthScheme,
     retry: RetryPolicy,
     on_retry: Option<RetryHook>,
+    file_uploads: bool,
 }
 
 /// A Dupify API client. Cheap to clone; share one per process.
@@ -217,24 +229,94 @@ enum Idempotent {
     No,
 }
 
-fn image_body(image: &ImageSource, options: &impl serde::Serialize) -> Result<Value, Error> {
-    let mut m = to_map(options)?;
-    image.write_to(&mut m);
-    Ok(Value::Object(m))
+/// A request body: JSON, or a form with file parts.
+#[derive(Clone, Debug)]
+enum Payload {
+    Json(Value),
+    Form(Vec<(String, FormValue)>),
 }
 
-fn images_body(images: &[ImageSource], options: &impl serde::Serialize) -> Result<Value, Error> {
-    let mut m = to_map(options)?;
-    let list = images
-        .iter()
-        .map(|i| {
-            let mut one = Map::new();
-            i.write_to(&mut one);
-            Value::Object(one)
-        })
-        .collect();
-    m.insert("images".into(), Value::Array(list));
-    Ok(Value::Object(m))
+#[derive(Clone, Debug)]
+enum FormValue {
+    Text(String),
+    File(Vec<u8>),
+}
+
+impl From<Value> for Payload {
+    fn from(v: Value) -> Self {
+        Payload::Json(v)
+    }
+}
+
+/// A JSON body's fields as the form fields the API reads them from (docs/API.md, "File
+/// uploads"): strings as text, arrays of strings as repeated fields, anything else as
+/// its JSON text.
+fn form_fields(m: Map<String, Value>) -> Vec<(String, FormValue)> {
+    let mut out = Vec::new();
+    for (k, v) in m {
+        match v {
+            Value::Null => {}
+            Value::String(s) => out.push((k, FormValue::Text(s))),
+            Value::Array(items) if items.iter().all(Value::is_string) => {
+                for i in items {
+                    if let Value::String(s) = i {
+                        out.push((k.clone(), FormValue::Text(s)));
+                    }
+                }
+            }
+            other => out.push((k, FormValue::Text(other.to_string()))),
+        }
+    }
+    out
+}
+
+impl Client {
+    /// One image with its options: a form when the image is bytes and file uploads are
+    /// on, else JSON.
+    fn image_body(
+        &self,
+        image: &ImageSource,
+        options: &impl serde::Serialize,
+    ) -> Result<Payload, Error> {
+        let mut m = to_map(options)?;
+        if let (true, ImageSource::Bytes(b)) = (self.inner.file_uploads, image) {
+            let mut parts = form_fields(m);
+            parts.push(("image".into(), FormValue::File(b.clone())));
+            return Ok(Payload::Form(parts));
+        }
+        image.write_to(&mut m);
+        Ok(Payload::Json(Value::Object(m)))
+    }
+
+    /// 1 to 10 images with their options: a form when every image is bytes and file
+    /// uploads are on, else JSON.
+    fn images_body(
+        &self,
+        images: &[ImageSource],
+        options: &impl serde::Serialize,
+    ) -> Result<Payload, Error> {
+        let mut m = to_map(options)?;
+        let all_bytes = images.iter().all(|i| matches!(i, ImageSource::Bytes(_)));
+        if self.inner.file_uploads && all_bytes && !images.is_empty() {
+            let mut parts = form_fields(m);
+            for i in images {
+                if let ImageSource::Bytes(b) = i {
+                    parts.push(("images".into(), FormValue::File(b.clone())));
+                }
+            }
+            return Ok(Payload::Form(parts));
+        }
+        let list = images
+            .iter()
+            .map(|i| {
+                let mut one = Map::new();
+                i.write_to(&mut one);
+                Value::Object(one)
+            })
+            .collect();
+        m.insert("images".into(), Value::Array(list));
+        Ok(Payload::Json(Value::Object(m)))
+    }
 }
 
 fn to_map(v: &impl serde::Serialize) -> Result<Map<String, Value>, Error> {
@@ -264,6 +346,7 @@ impl Client {
             user_agent: format!("dupify-client/{}", env!("CARGO_PKG_VERSION")),
             on_retry: None,
             http: None,
+            file_uploads: true,
         }
     }
 
@@ -280,7 +363,8 @@ impl Client {
         image: &ImageSource,
         options: &EmbedOptions,
     ) -> Result<Response<Embedding>, Error> {
-        self.post("v1/embed", image_body(image, options)?).await
+        self.post("v1/embed", self.image_body(image, options)?)
+            .await
     }
 
     /// `POST /v1/embed` for 1 to 10 images; each slot is the embedding or its error.
@@ -289,7 +373,8 @@ impl Client {
         images: &[ImageSource],
         options: &EmbedOptions,
     ) -> Result<Response<BatchResponse<Embedding>>, Error> {
-        self.post("v1/embed", images_body(images, options)?).await
+        self.post("v1/embed", self.images_body(images, options)?)
+            .await
     }
 
     /// `POST /v1/embed` with `texts` (needs a CLIP text tower on the server):
@@ -308,7 +393,8 @@ impl Client {
         image: &ImageSource,
         options: &ColorsOptions,
     ) -> Result<Response<Colors>, Error> {
-        self.post("v1/colors", image_body(image, options)?).await
+        self.post("v1/colors", self.image_body(image, options)?)
+            .await
     }
 
     /// `POST /v1/colors` for 1 to 10 images.
@@ -317,7 +403,8 @@ impl Client {
         images: &[ImageSource],
         options: &ColorsOptions,
     ) -> Result<Response<BatchResponse<Colors>>, Error> {
-        self.post("v1/colors", images_body(images, options)?).await
+        self.post("v1/colors", self.images_body(images, options)?)
+            .await
     }
 
     /// `POST /v1/silhouette`.
@@ -326,7 +413,7 @@ impl Client {
         image: &ImageSource,
         options: &SegmentationOptions,
     ) -> Result<Response<Silhouette>, Error> {
-        self.post("v1/silhouette", image_body(image, options)?)
+        self.post("v1/silhouette", self.image_body(image, options)?)
             .await
     }
 
@@ -336,7 +423,7 @@ impl Client {
         images: &[ImageSource],
         options: &SegmentationOptions,
     ) -> Result<Response<BatchResponse<Silhouette>>, Error> {
-        self.post("v1/silhouette", images_body(images, options)?)
+        self.post("v1/silhouette", self.images_body(images, options)?)
             .await
     }
 
@@ -346,7 +433,7 @@ impl Client {
         image: &ImageSource,
         options: &SegmentationOptions,
     ) -> Result<Response<Attributes>, Error> {
-        self.post("v1/attributes", image_body(image, options)?)
+        self.post("v1/attributes", self.image_body(image, options)?)
             .await
     }
 
@@ -356,7 +443,7 @@ impl Client {
         images: &[ImageSource],
         options: &SegmentationOptions,
     ) -> Result<Response<BatchResponse<Attributes>>, Error> {
-        self.post("v1/attributes", images_body(images, options)?)
+        self.post("v1/attributes", self.images_body(images, options)?)
             .await
     }
 
@@ -366,8 +453,87 @@ impl Client {
         image: &ImageSource,
         options: &BackgroundRemoveOptions,
     ) -> Result<Response<BackgroundRemoval>, Error> {
-        self.post("v1/background-remove", image_body(image, options)?)
+        self.post("v1/background-remove", self.image_body(image, options)?)
             .await
+    }
+
+    /// `POST /v1/background-remove` answered with the PNG itself (`response=binary`):
+    /// no base64 on either side; the metadata comes from the answer's headers.
+    pub async fn background_remove_png(
+        &self,
+        image: &ImageSource,
+        options: &BackgroundRemoveOptions,
+    ) -> Result<Response<CutoutPng>, Error> {
+        let mut body = self.image_body(image, options)?;
+        match &mut body {
+            Payload::Json(Value::Object(m)) => {
+                m.insert("response".into(), Value::from("binary"));
+            }
+            Payload::Form(parts) => {
+                parts.push(("response".into(), FormValue::Text("binary".into())));
+            }
+            Payload::Json(_) => {}
+        }
+        let (raw, headers) = self
+            .call_raw(
+                Method::POST,
+                "v1/background-remove",
+                &[],
+                Some(body),
+                Idempotent::Yes,
+            )
+            .await?;
+        let text = |name: &str| -> Result<String, Error> {
+            headers
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+                .ok_or_else(|| Error::Invalid(format!("the answer has no {name} header")))
+        };
+        fn number<N: std::str::FromStr>(name: &str, s: String) -> Result<N, Error> {
+            s.parse()
+                .map_err(|_| Error::Invalid(format!("header {name} is not a number: {s:?}")))
+        }
+        let crop_box = match headers.get("x-crop-box").and_then(|v| v.to_str().ok()) {
+            None => None,
+            Some("none") => Some(None),
+            Some(b) => {
+                let n: Vec<u32> = b.split(',').filter_map(|x| x.trim().parse().ok()).collect();
+                match n[..] {
+                    [x, y, width, height] => Some(Some(CropBox {
+                        x,
+                        y,
+                        width,
+                        height,
+                    })),
+                    _ => return Err(Error::Invalid(format!("header x-crop-box: {b:?}"))),
+                }
+            }
+        };
+        let output = match text("x-output")?.as_str() {
+            "mask" => CutoutOutput::Mask,
+            _ => CutoutOutput::Png,
+        };
+        let png = CutoutPng {
+            width: number("x-image-width", text("x-image-width")?)?,
+            height: number("x-image-height", text("x-image-height")?)?,
+            original_width: number("x-original-width", text("x-original-width")?)?,
+            original_height: number("x-original-height", text("x-original-height")?)?,
+            foreground_ratio: number("x-foreground-ratio", text("x-foreground-ratio")?)?,
+            output,
+            model: text("x-model")?,
+            cached: text("x-cached")? == "true",
+            processing_time_ms: number("x-processing-time-ms", text("x-processing-time-ms")?)?,
+            crop_box,
+            png: raw.body,
+        };
+        Ok(Response {
+            body: png,
+            status: raw.status,
+            request_id: raw.request_id,
+            rate_limit: raw.rate_limit,
+            attempts: raw.attempts,
+        })
     }
 
     /// `POST /v1/background-remove` for 1 to 10 images.
@@ -376,7 +542,7 @@ impl Client {
         images: &[ImageSource],
         options: &BackgroundRemoveOptions,
     ) -> Result<Response<BatchResponse<BackgroundRemoval>>, Error> {
-        self.post("v1/background-remove", images_body(images, options)?)
+        self.post("v1/background-remove", self.images_body(images, options)?)
             .await
     }
 
@@ -386,7 +552,8 @@ impl Client {
         images: &[ImageSource],
         options: &BatchOptions,
     ) -> Result<Response<BatchResponse<BatchResult>>, Error> {
-        self.post("v1/batch", images_body(images, options)?).await
+        self.post("v1/batch", self.images_body(images, options)?)
+            .await
     }
 
     // ------------------------------------------------------------ catalog
@@ -402,8 +569,14 @@ impl Client {
         } else {
             Idempotent::No
         };
-        self.call(Method::POST, "v1/catalog/products", &[], Some(body), idem)
-            .await
+        self.call(
+            Method::POST,
+            "v1/catalog/products",
+            &[],
+            Some(body.into()),
+            idem,
+        )
+        .await
     }
 
     /// `POST /v1/catalog/products` with up to the tier's per-request limit.
@@ -419,8 +592,14 @@ impl Client {
         } else {
             Idempotent::No
         };
-        self.call(Method::POST, "v1/catalog/products", &[], Some(body), idem)
-            .await
+        self.call(
+            Method::POST,
+            "v1/catalog/products",
+            &[],
+            Some(body.into()),
+            idem,
+        )
+        .await
     }
 
     /// Like [`Client::upload_products`] with rows as raw JSON objects (the CLI's
@@ -435,8 +614,14 @@ impl Client {
         } else {
             Idempotent::No
         };
-        self.call(Method::POST, "v1/catalog/products", &[], Some(body), idem)
-            .await
+        self.call(
+            Method::POST,
+            "v1/catalog/products",
+            &[],
+            Some(body.into()),
+            idem,
+        )
+        .await
     }
 
     /// `GET /v1/catalog/products`: one page; pass `next_cursor` back as `cursor`.
@@ -490,9 +675,15 @@ impl Client {
 
     /// `POST /v1/catalog/search`.
     pub async fn search(&self, request: &SearchRequest) -> Result<Response<SearchResponse>, Error> {
-        let body = request
-            .to_json()
-            .map_err(|e| Error::Invalid(e.to_string()))?;
+        let invalid = |e: serde_json::Error| Error::Invalid(e.to_string());
+        if let (true, SearchQuery::Image(ImageSource::Bytes(b))) =
+            (self.inner.file_uploads, &request.query)
+        {
+            let mut parts = form_fields(request.options_json().map_err(invalid)?);
+            parts.push(("image".into(), FormValue::File(b.clone())));
+            return self.post("v1/catalog/search", Payload::Form(parts)).await;
+        }
+        let body = request.to_json().map_err(invalid)?;
         self.post("v1/catalog/search", body).await
     }
 
@@ -545,8 +736,14 @@ impl Client {
         } else {
             Idempotent::Yes
         };
-        self.call(method, path.trim_start_matches('/'), &[], body, idem)
-            .await
+        self.call(
+            method,
+            path.trim_start_matches('/'),
+            &[],
+            body.map(Payload::from),
+            idem,
+        )
+        .await
     }
 
     // ------------------------------------------------------------ transport
@@ -555,9 +752,9 @@ impl Client {
     async fn post<T: DeserializeOwned>(
         &self,
         path: &str,
-        body: Value,
+        body: impl Into<Payload>,
     ) -> Result<Response<T>, Error> {
-        self.call(Method::POST, path, &[], Some(body), Idempotent::Yes)
+        self.call(Method::POST, path, &[], Some(body.into()), Idempotent::Yes)
             .await
     }
 
@@ -578,14 +775,39 @@ impl Client {
         method: Method,
         path: &str,
         query: &[(String, String)],
-        body: Option<Value>,
+        body: Option<Payload>,
         idempotent: Idempotent,
     ) -> Result<Response<T>, Error> {
+        let (raw, _) = self.call_raw(method, path, query, body, idempotent).await?;
+        let data = serde_json::from_slice(&raw.body).map_err(Error::Decode)?;
+        Ok(Response {
+            body: data,
+            status: raw.status,
+            request_id: raw.request_id,
+            rate_limit: raw.rate_limit,
+            attempts: raw.attempts,
+        })
+    }
+
+    /// One call with the retry policy applied; a 2xx answer's bytes and headers.
+    async fn call_raw(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(String, String)],
+        body: Option<Payload>,
+        idempotent: Idempotent,
+    ) -> Result<(Response<Vec<u8>>, reqwest::header::HeaderMap), Error> {
         let url = self.url(path, query)?;
-        // Serialised once; every attempt sends the same bytes.
-        let bytes = match &body {
-            Some(b) => Some(serde_json::to_vec(b).map_err(|e| Error::Invalid(e.to_string()))?),
-            None => None,
+        // A JSON body is serialised once; every attempt sends the same bytes (a form is
+        // rebuilt from the same parts: reqwest's forms are consumed by sending).
+        let (bytes, form) = match body {
+            Some(Payload::Json(b)) => (
+                Some(serde_json::to_vec(&b).map_err(|e| Error::Invalid(e.to_string()))?),
+                None,
+            ),
+            Some(Payload::Form(parts)) => (None, Some(parts)),
+            None => (None, None),
         };
         let policy = &self.inner.retry;
         let started = Instant::now();
@@ -612,6 +834,19 @@ impl Client {
                 req = req
                     .header(reqwest::header::CONTENT_TYPE, "application/json")
                     .body(b.clone());
+            }
+            if let Some(parts) = &form {
+                let mut f = reqwest::multipart::Form::new();
+                for (name, v) in parts {
+                    f = match v {
+                        FormValue::Text(t) => f.text(name.clone(), t.clone()),
+                        FormValue::File(b) => f.part(
+                            name.clone(),
+                            reqwest::multipart::Part::bytes(b.clone()).file_name("image"),
+                        ),
+                    };
+                }
+                req = req.multipart(f);
             }
             let (failure, wait, status, code) = match req.send().await {
                 Err(source) => {
@@ -658,9 +893,8 @@ impl Client {
                         }
                     };
                     if (200..300).contains(&status) {
-                        let data = serde_json::from_slice(&body).map_err(Error::Decode)?;
-                        return Ok(Response {
-                            body: data,
+                        let response = Response {
+                            body: body.to_vec(),
                             status,
                             request_id: headers
                                 .get("x-request-id")
@@ -668,7 +902,8 @@ impl Client {
                                 .map(str::to_owned),
                             rate_limit: RateLimit::from_headers(&headers),
                             attempts: attempt,
-                        });
+                        };
+                        return Ok((response, headers));
                     }
                     let api = ApiError::from_parts(status, &headers, &body, attempt);
                     let wait = if attempt <= policy.max_retries {

@@ -14,6 +14,10 @@ pub struct EmbedOptions {
     /// Add the `quality` block (sharpness, brightness, composition).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub include_quality: Option<bool>,
+    /// The embedding model (`efficientnet-lite0`, `dupify-visual-v1`, an installed
+    /// CLIP model's name); absent = the server's default.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model: Option<String>,
     /// `u2net` or `u2netp`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub segmentation_model: Option<String>,
@@ -318,6 +322,13 @@ impl SearchRequest {
                 m.insert("text".into(), Value::from(t.as_str()));
             }
         }
+        m.extend(self.options_json()?);
+        Ok(Value::Object(m))
+    }
+
+    /// Every field but the query.
+    pub(crate) fn options_json(&self) -> Result<Map<String, Value>, serde_json::Error> {
+        let mut m = Map::new();
         if let Some(k) = self.top_k {
             m.insert("top_k".into(), k.into());
         }
@@ -342,8 +353,27 @@ impl SearchRequest {
         if let Some(model) = &self.model {
             m.insert("model".into(), Value::from(model.as_str()));
         }
-        Ok(Value::Object(m))
+        Ok(m)
     }
+}
+
+/// `POST /v1/background-remove` answered with the PNG itself (`response=binary`): the
+/// file and what the answer's headers say about it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CutoutPng {
+    /// The PNG file (RGBA cutout, or 8-bit mask).
+    pub png: Vec<u8>,
+    pub width: u32,
+    pub height: u32,
+    pub original_width: u32,
+    pub original_height: u32,
+    pub foreground_ratio: f32,
+    pub output: CutoutOutput,
+    pub model: String,
+    pub cached: bool,
+    pub processing_time_ms: u64,
+    /// Only when cropping was asked for: the box, or `None` when nothing was found.
+    pub crop_box: Option<Option<CropBox>>,
 }
 
 /// Body of `POST /v1/catalog/duplicates`.

@@ -553,3 +553,91 @@ async fn catalog_round_trip() {
         Err(Error::Invalid(_))
     ));
 }
+
+/// Bytes go up as files by default; the same image as base64 (`file_uploads(false)`)
+/// is the same call, answered from the cache. Cutouts can come back as the PNG itself.
+#[tokio::test]
+async fn files_and_base64_are_one_call_and_cutouts_come_as_png() {
+    let s = dupify_testkit::TestServer::with_models(dupify_testkit::ModelSet::Segmentation, |c| {
+        c.shutdown_grace_secs = 2
+    })
+    .await;
+    let key = s.key(Tier::Pro, Some(1000), KeyMode::Live).await;
+    let (files, _) = s.client(&key, quick());
+    let base64 = Client::builder(&s.base)
+        .api_key(&key)
+        .retry_policy(quick())
+        .file_uploads(false)
+        .build()
+        .expect("client");
+    let img = ImageSource::bytes(photo(11));
+    let opts = ColorsOptions {
+        max_colors: Some(3),
+        foreground_only: Some(false),
+        ..Default::default()
+    };
+    let a = files.colors(&img, &opts).await.expect("colors as a file");
+    assert!(!a.cached);
+    assert!((1..=3).contains(&a.colors.len()));
+    let b = base64.colors(&img, &opts).await.expect("colors as base64");
+    assert!(b.cached, "same bytes, same cache entry");
+    assert_eq!(a.colors, b.colors);
+
+    let batch = files
+        .embed_batch(
+            &[img.clone(), ImageSource::bytes(b"not an image".to_vec())],
+            &EmbedOptions::default(),
+        )
+        .await
+        .expect("batch of files");
+    assert_eq!(batch.results.len(), 2);
+    assert!(batch.results[0].is_ok());
+    let e = batch.results[1].as_ref().expect_err("not an image");
+    assert_eq!(e.code, "unsupported_format");
+
+    let opts = BackgroundRemoveOptions {
+        crop: Some(true),
+        ..Default::default()
+    };
+    let png = files
+        .background_remove_png(&img, &opts)
+        .await
+        .expect("cutout as png");
+    assert!(!png.cached);
+    let decoded = image::load_from_memory(&png.png).expect("a PNG");
+    assert_eq!((decoded.width(), decoded.height()), (png.width, png.height));
+    assert_eq!((png.original_width, png.original_height), (160, 200));
+    let crop = png.crop_box.expect("crop asked").expect("a product found");
+    assert_eq!((crop.width, crop.height), (png.width, png.height));
+    let json = base64
+        .background_remove(&img, &opts)
+        .await
+        .expect("cutout as JSON");
+    assert!(json.cached);
+    assert_eq!(json.image_base64.0, png.png);
+    assert_eq!(json.foreground_ratio, png.foreground_ratio);
+
+    // Search by a file.
+    let up = files
+        .upload_product(&NewProduct::new("Bag", &img))
+        .await
+        .expect("upload");
+    let t = Instant::now();
+    while files
+        .get_product(&up.id, false)
+        .await
+        .expect("get")
+        .embedding_status
+        != EmbeddingStatus::Ready
+    {
+        assert!(t.elapsed() < Duration::from_secs(60), "product not ready");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut q = SearchRequest::new(SearchQuery::Image(img.clone()));
+    q.top_k = Some(3);
+    let hits = files.search(&q).await.expect("search by file");
+    assert_eq!(hits.results[0].product.id, up.id);
+    // colors, embed (1 image), background-remove, upload, search.
+    assert_eq!(files.usage().await.expect("usage").used, 5);
+    s.stop().await;
+}

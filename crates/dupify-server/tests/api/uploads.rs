@@ -64,6 +64,12 @@ fn comparable(mut v: Value) -> Value {
     v
 }
 
+/// (path, JSON options, the same options as form fields, calls an uncached answer costs)
+type EndpointCase = (&'static str, Value, Vec<(&'static str, &'static str)>, u64);
+
+/// What to check of an error body.
+type Check = Box<dyn Fn(Value)>;
+
 async fn used(s: &TestServer, key: &str) -> u64 {
     usage_of(s, key).await["used"].as_u64().unwrap()
 }
@@ -74,8 +80,7 @@ async fn every_image_endpoint_answers_a_file_as_it_answers_base64() {
     let acct = s.account(Tier::Pro, None, Some(1000)).await;
     let (key, _) = s.key_with(&acct, "", KeyMode::Live, None).await;
     let img = photo(1);
-    // (path, JSON options, the same options as form fields, calls an uncached answer costs)
-    let cases: Vec<(&str, Value, Vec<(&str, &str)>, u64)> = vec![
+    let cases: Vec<EndpointCase> = vec![
         (
             "/v1/embed",
             json!({"include_quality": true}),
@@ -174,7 +179,7 @@ async fn form_fields_are_validated_and_named_like_json_fields() {
     let invalid = |parameter: &'static str| {
         move |e: Value| assert_eq!(e["details"]["parameter"], parameter, "{e}")
     };
-    let cases: Vec<(Form, u16, &str, Box<dyn Fn(Value)>)> = vec![
+    let cases: Vec<(Form, u16, &str, Check)> = vec![
         (
             colors(&[("max_colors", "40")]),
             400,
