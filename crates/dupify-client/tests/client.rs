@@ -558,7 +558,7 @@ async fn catalog_round_trip() {
 /// is the same call, answered from the cache. Cutouts can come back as the PNG itself.
 #[tokio::test]
 async fn files_and_base64_are_one_call_and_cutouts_come_as_png() {
-    let s = dupify_testkit::TestServer::with_models(dupify_testkit::ModelSet::Segmentation, |c| {
+    let s = TestServer::with_models(dupify_testkit::ModelSet::Segmentation, |c| {
         c.shutdown_grace_secs = 2
     })
     .await;
