@@ -22,13 +22,18 @@ impl BinaryServer {
     /// Starts `bin serve` on `data` (without models: the weight-free embedding) and waits
     /// for its start-up banner.
     pub fn spawn(bin: &Path, data: &Path) -> BinaryServer {
+        // No models directory here: the weight-free embedding, as TestServer's default.
+        Self::spawn_with(bin, data, &[("DUPIFY_EMBEDDING_MODEL", "dupify-visual-v1")])
+    }
+
+    /// The same with these environment variables (e.g. `DUPIFY_MODELS_DIR`).
+    pub fn spawn_with(bin: &Path, data: &Path, env: &[(&str, &str)]) -> BinaryServer {
         let mut child = Command::new(bin)
             .arg("--data-dir")
             .arg(data)
             .args(["serve", "--bind", "127.0.0.1:0"])
             .env("DUPIFY_LOG", "warn")
-            // No models directory here: the weight-free embedding, as TestServer's default.
-            .env("DUPIFY_EMBEDDING_MODEL", "dupify-visual-v1")
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::null())
             .spawn()

@@ -465,6 +465,11 @@ async fn serve(cfg: dupify_server::ServerConfig, issue_dev_key: bool) -> anyhow:
             secret.expose(),
             sample_image_base64()
         );
+        println!("With a photo of your own:");
+        println!(
+            "  curl -s http://{addr}/v1/colors -H 'X-API-Key: {}' -F image=@photo.jpg -F max_colors=3",
+            secret.expose()
+        );
     } else {
         println!("Create a key with: dupify keys create --account <ACCOUNT_ID> --name <NAME> (see: dupify accounts list)");
     }

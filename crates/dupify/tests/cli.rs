@@ -794,3 +794,111 @@ fn kill_9_mid_processing_loses_and_duplicates_nothing() {
         .unwrap();
     assert_eq!(r["results"].as_array().unwrap().len(), 99, "{r}");
 }
+
+/// A real photo as the README's `photo.jpg`: scikit-image's motorcycle (from `make
+/// models`), enlarged and saved as a JPEG of over 400 KB, like a shop's product shot.
+fn large_photo_jpeg() -> Vec<u8> {
+    let png = project_models().join("testdata/motorcycle_left.png");
+    let img = image::open(&png)
+        .unwrap_or_else(|e| panic!("{} (run `make models`): {e}", png.display()))
+        .to_rgb8();
+    let big = image::imageops::resize(
+        &img,
+        img.width() * 2,
+        img.height() * 2,
+        image::imageops::FilterType::Lanczos3,
+    );
+    let mut out = Vec::new();
+    image::codecs::jpeg::JpegEncoder::new_with_quality(&mut out, 97)
+        .encode_image(&big)
+        .unwrap();
+    assert!(out.len() > 400 * 1024, "photo is only {} bytes", out.len());
+    out
+}
+
+/// README.md's "First five minutes", read from the README itself (so it cannot drift)
+/// and run by bash as printed, against a fresh server with the bundled models and a
+/// photo of over 400 KB. Every step must succeed and answer what the README says.
+#[test]
+fn readme_first_five_minutes_runs_as_printed() {
+    let readme =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../../README.md"))
+            .unwrap();
+    let section = readme
+        .split("\n## First five minutes\n")
+        .nth(1)
+        .expect("README has a First five minutes section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    let blocks: Vec<&str> = section
+        .split("```sh\n")
+        .skip(1)
+        .map(|b| b.split("```").next().unwrap())
+        .collect();
+    assert_eq!(blocks.len(), 2, "a settings block and a commands block");
+    // The settings block names the server and the key: here they are this test's.
+    assert!(blocks[0].contains("export DUPIFY_URL=http://127.0.0.1:8080"));
+    assert!(blocks[0].contains("export DUPIFY_KEY="));
+    let work = tempfile::tempdir().unwrap();
+    std::fs::write(work.path().join("photo.jpg"), large_photo_jpeg()).unwrap();
+    let data = tempfile::tempdir().unwrap();
+    let models = project_models();
+    let server = BinaryServer::spawn_with(
+        Path::new(env!("CARGO_BIN_EXE_dupify")),
+        data.path(),
+        &[("DUPIFY_MODELS_DIR", models.to_str().unwrap())],
+    );
+    assert!(is_key(&server.key, "fe_live_"));
+
+    let mut child = Command::new("bash")
+        .arg("-c")
+        .arg(format!("set -euo pipefail\n{}", blocks[1]))
+        .current_dir(work.path())
+        .env("DUPIFY_URL", &server.base)
+        .env("DUPIFY_KEY", &server.key)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("bash");
+    let started = std::time::Instant::now();
+    while child.try_wait().unwrap().is_none() {
+        if started.elapsed() > Duration::from_secs(300) {
+            let _ = child.kill();
+            panic!("the README's commands did not finish in 300 s");
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = child.wait_with_output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        out.status.success(),
+        "the README's commands failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+    );
+    assert!(
+        !stdout.contains("\"error\""),
+        "an answer was an error:\n{stdout}"
+    );
+    let lines: Vec<Value> = stdout
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    // colors, embed, two uploads, then one line per search hit.
+    assert!(lines.len() >= 5, "{stdout}");
+    let colors = lines[0]["colors"].as_array().expect("colors");
+    assert!((1..=3).contains(&colors.len()), "{}", lines[0]);
+    assert_eq!(lines[1]["model"], "efficientnet-lite0", "{}", lines[1]);
+    assert_eq!(lines[1]["dimensions"], 1280);
+    for upload in &lines[2..4] {
+        assert_eq!(upload["status"], "created", "{upload}");
+    }
+    let hits = &lines[4..];
+    assert_eq!(hits.len(), 1, "only the look-alike is under 100: {stdout}");
+    assert_eq!(hits[0]["title"], "The look-alike");
+    assert_eq!(hits[0]["price"], 45.0);
+    let cutout = std::fs::read(work.path().join("cutout.png")).expect("cutout.png written");
+    let img = image::load_from_memory(&cutout).expect("cutout.png is an image");
+    assert_eq!(img.color(), image::ColorType::Rgba8);
+    drop(server);
+}
