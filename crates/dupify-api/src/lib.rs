@@ -10,6 +10,7 @@ pub mod operation;
 pub mod requests;
 pub mod results;
 pub mod usage;
+pub mod webhook;
 
 pub use catalog::{
     Deleted, DuplicateGroup, DuplicatesAnswer, EmbeddingError, EmbeddingStatus, FeatureSummary,

@@ -494,6 +494,41 @@ impl Fetcher {
         }
         Ok(body.freeze())
     }
+
+    /// POSTs a JSON body to `url` under the same address policy as downloads (checked
+    /// DNS, no redirects followed, no proxies): webhook deliveries. Answers the HTTP
+    /// status, or a short client-safe reason when there was no answer.
+    pub async fn post_json(
+        &self,
+        url: &Url,
+        headers: &[(&str, String)],
+        body: Vec<u8>,
+        timeout: Duration,
+    ) -> Result<u16, String> {
+        let mut req = self
+            .client
+            .post(url.clone())
+            .timeout(timeout)
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body);
+        for (k, v) in headers {
+            req = req.header(*k, v.as_str());
+        }
+        match req.send().await {
+            Ok(res) => Ok(res.status().as_u16()),
+            Err(e) if find_cause::<RefusedAddress>(&e).is_some() => {
+                Err("the host resolves to an address this server does not send to".into())
+            }
+            Err(e) if find_cause::<DnsFailure>(&e).is_some() => {
+                Err("the host name could not be resolved".into())
+            }
+            Err(e) if e.is_timeout() => {
+                Err(format!("no answer within {}", human_duration(timeout)))
+            }
+            Err(e) if e.is_connect() => Err(connect_reason(&e).into()),
+            Err(_) => Err("the connection broke before an answer".into()),
+        }
+    }
 }
 
 fn too_large(parameter: &str, max: usize) -> ApiError {

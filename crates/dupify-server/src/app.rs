@@ -13,7 +13,7 @@ use dupify_core::{ApiError, ErrorCode};
 use crate::auth::require_key;
 use crate::edge::edge;
 use crate::error::AppError;
-use crate::handlers::{catalog, ops, usage, vision};
+use crate::handlers::{catalog, ops, usage, vision, webhooks};
 use crate::state::SharedState;
 
 async fn not_found() -> AppError {
@@ -60,6 +60,26 @@ pub fn router(state: SharedState) -> Router {
         .route(
             "/v1/catalog/duplicates",
             authed(&state, post(catalog::duplicates)),
+        )
+        .route(
+            "/v1/webhooks",
+            authed(&state, post(webhooks::create).get(webhooks::list)),
+        )
+        .route(
+            "/v1/webhooks/{id}",
+            authed(&state, get(webhooks::get).merge(delete(webhooks::delete))),
+        )
+        .route(
+            "/v1/webhooks/{id}/deliveries",
+            authed(&state, get(webhooks::deliveries)),
+        )
+        .route(
+            "/v1/webhooks/{id}/rotate-secret",
+            authed(&state, post(webhooks::rotate_secret)),
+        )
+        .route(
+            "/v1/webhooks/{id}/enable",
+            authed(&state, post(webhooks::enable)),
         )
         .nest("/dashboard", crate::dashboard::router())
         .fallback(not_found)

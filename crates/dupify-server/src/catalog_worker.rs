@@ -158,7 +158,7 @@ pub fn start(state: SharedState) -> Workers {
     }
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .or_else(|_| std::fs::read_to_string("/etc/hostname"))
         .map(|s| s.trim().to_owned())
@@ -265,6 +265,8 @@ async fn run_job(state: &SharedState, job: LeasedJob) {
     match state.store.complete_job(&job, outcome, Utc::now()).await {
         Ok(true) => {
             metrics::counter!("dupify_catalog_jobs_total", "outcome" => label).increment(1);
+            // Its webhook events committed with it.
+            state.webhooks_ready.notify_waiters();
             if let Err(e) = state.catalogs.sync(&job.account_id, job.mode).await {
                 tracing::warn!(error = %e, "catalog index sync failed (retried by maintenance)");
             }

@@ -106,6 +106,18 @@ pub struct ServerConfig {
     pub catalog_hnsw_ef: usize,
     /// How often changed catalog indexes are written to the data directory, in seconds.
     pub catalog_snapshot_secs: u64,
+    /// How long a webhook receiver has to answer one delivery, in seconds.
+    pub webhook_timeout_secs: f64,
+    /// First retry delay of a failed webhook delivery, in seconds (doubles per attempt,
+    /// capped at `webhook_retry_max_secs`).
+    pub webhook_retry_base_secs: f64,
+    /// Longest delay between two attempts of a delivery, in seconds.
+    pub webhook_retry_max_secs: f64,
+    /// How long an undelivered event is retried before it is given up, in seconds.
+    pub webhook_retry_window_secs: u64,
+    /// Consecutive failed attempts after which an endpoint is disabled (re-enable with
+    /// `POST /v1/webhooks/{id}/enable`).
+    pub webhook_disable_after: u32,
     /// Lets anyone create an account from the dashboard's sign-up page. Off: only the
     /// CLI creates accounts, and existing dashboard users can still sign in.
     pub dashboard_signup: bool,
@@ -159,6 +171,11 @@ impl Default for ServerConfig {
             catalog_exact_threshold: 5_000,
             catalog_hnsw_ef: 128,
             catalog_snapshot_secs: 30,
+            webhook_timeout_secs: 10.0,
+            webhook_retry_base_secs: 30.0,
+            webhook_retry_max_secs: 3600.0,
+            webhook_retry_window_secs: 24 * 3600,
+            webhook_disable_after: 100,
             dashboard_signup: true,
             dashboard_secure_cookies: false,
             trusted_proxies: Vec::new(),

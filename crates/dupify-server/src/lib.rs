@@ -20,6 +20,7 @@ pub mod images;
 pub mod openapi;
 pub mod ratelimit;
 pub mod state;
+pub mod webhook_worker;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -113,6 +114,7 @@ pub fn build_state_with_models(
             config.catalog_search_config(),
         )),
         jobs_ready: Arc::new(tokio::sync::Notify::new()),
+        webhooks_ready: Arc::new(tokio::sync::Notify::new()),
         store,
         config,
     })
@@ -142,12 +144,19 @@ pub async fn serve(
         })
     };
     let workers = catalog_worker::start(state.clone());
+    let (stop_webhooks, stop_rx) = tokio::sync::watch::channel(false);
+    let webhook_sender = webhook_worker::start(state.clone(), stop_rx);
     let app = app::router(state.clone());
     let grace = Duration::from_secs(state.config.shutdown_grace_secs);
     let result = connections::serve(listener, app, &state.config, grace, shutdown)
         .await
         .context("server error");
     flusher.abort();
+    let _ = stop_webhooks.send(true);
+    // An attempt cut short here is sent again after its lease (at least once).
+    if tokio::time::timeout(grace, webhook_sender).await.is_err() {
+        tracing::warn!("webhook sender still busy at shutdown");
+    }
     workers.stop().await;
     state.flush_key_touches().await;
     result

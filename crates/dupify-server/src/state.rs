@@ -33,6 +33,9 @@ pub struct AppState {
     pub catalogs: Arc<dupify_catalog::Catalogs>,
     /// Wakes the extraction workers when an upload queued jobs.
     pub jobs_ready: Arc<tokio::sync::Notify>,
+    /// Wakes the webhook sender when events may be due (a job settled, an endpoint
+    /// came back on).
+    pub webhooks_ready: Arc<tokio::sync::Notify>,
 }
 
 pub type SharedState = Arc<AppState>;

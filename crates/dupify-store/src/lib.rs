@@ -7,6 +7,7 @@ pub mod conformance;
 pub mod dashboard;
 mod model;
 mod sqlite;
+pub mod webhooks;
 
 pub use catalog::{
     IndexRow, JobOutcome, LeasedJob, ListQuery, ProductFeatures, ProductImage, ProductInput,
@@ -16,11 +17,16 @@ pub use catalog::{
 pub use dashboard::{issue_key, reissue_key, DashboardSession, DashboardUser, NewDashboardUser};
 pub use model::*;
 pub use sqlite::SqliteStore;
+pub use webhooks::{
+    DeliveryAttempt, DeliveryStatus, LeasedDelivery, NewWebhookEndpoint, WebhookDelivery,
+    WebhookEndpoint,
+};
 
 /// Every store trait, for code that calls store methods on a concrete store type.
 pub mod prelude {
     pub use crate::{
         AccountStore, CatalogStore, DashboardStore, JobStore, KeyStore, Store, UsageStore,
+        WebhookStore,
     };
 }
 
@@ -287,12 +293,77 @@ pub trait DashboardStore: Send + Sync + 'static {
     async fn clear_login_failures(&self, subject: &str) -> StoreResult<()>;
 }
 
+/// Webhook endpoints (per account and mode) and the outbox of their deliveries.
+#[async_trait]
+pub trait WebhookStore: Send + Sync + 'static {
+    async fn create_webhook(&self, new: NewWebhookEndpoint) -> StoreResult<WebhookEndpoint>;
+
+    async fn list_webhooks(
+        &self,
+        account_id: &str,
+        mode: KeyMode,
+    ) -> StoreResult<Vec<WebhookEndpoint>>;
+
+    async fn get_webhook(
+        &self,
+        account_id: &str,
+        mode: KeyMode,
+        id: &str,
+    ) -> StoreResult<Option<WebhookEndpoint>>;
+
+    /// Removes the endpoint and its undelivered events; `false` when there was none.
+    async fn delete_webhook(&self, account_id: &str, mode: KeyMode, id: &str) -> StoreResult<bool>;
+
+    /// A new signing secret, used from the next attempt on.
+    async fn rotate_webhook_secret(
+        &self,
+        account_id: &str,
+        mode: KeyMode,
+        id: &str,
+        secret: String,
+    ) -> StoreResult<Option<WebhookEndpoint>>;
+
+    /// Turns an endpoint on (clearing its failure count) or off.
+    async fn set_webhook_enabled(
+        &self,
+        account_id: &str,
+        mode: KeyMode,
+        id: &str,
+        enabled: bool,
+    ) -> StoreResult<Option<WebhookEndpoint>>;
+
+    /// The endpoint's deliveries, newest first.
+    async fn webhook_deliveries(
+        &self,
+        account_id: &str,
+        mode: KeyMode,
+        endpoint_id: &str,
+        limit: u32,
+    ) -> StoreResult<Vec<WebhookDelivery>>;
+
+    /// Up to `limit` due deliveries of enabled endpoints, the oldest of each endpoint
+    /// and at most one per endpoint at a time, leased to `owner` until `now + lease_ms`.
+    async fn lease_deliveries(
+        &self,
+        owner: &str,
+        now: DateTime<Utc>,
+        lease_ms: i64,
+        limit: u32,
+    ) -> StoreResult<Vec<LeasedDelivery>>;
+
+    /// Records an attempt of a leased delivery (and the endpoint's failure count).
+    async fn record_delivery_attempt(&self, seq: i64, attempt: DeliveryAttempt) -> StoreResult<()>;
+
+    /// Deliveries not yet delivered nor given up, across every endpoint.
+    async fn pending_deliveries(&self) -> StoreResult<u64>;
+}
+
 /// The whole persistence seam: every aggregate's trait, plus a liveness check. Each
 /// method is small and atomic on its own; [`conformance`] states the contract an
 /// implementation meets.
 #[async_trait]
 pub trait Store:
-    AccountStore + KeyStore + UsageStore + CatalogStore + JobStore + DashboardStore
+    AccountStore + KeyStore + UsageStore + CatalogStore + JobStore + DashboardStore + WebhookStore
 {
     async fn ping(&self) -> StoreResult<()>;
 }

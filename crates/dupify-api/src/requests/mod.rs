@@ -16,6 +16,7 @@ mod check;
 pub mod form;
 mod images;
 mod vision;
+mod webhooks;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
@@ -30,6 +31,7 @@ pub use vision::{
     BatchRequest, ColorsOptions, CutoutOptions, EmbedOptions, ModelOptions, ResponseFormat,
     ResponseOptions, SegmenterOptions, TextInput,
 };
+pub use webhooks::{WebhookCreate, WEBHOOK_EVENT_TYPES};
 
 /// What a request got wrong, naming the parameter at fault.
 #[derive(Debug, Clone, PartialEq)]

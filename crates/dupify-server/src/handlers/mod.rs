@@ -4,3 +4,4 @@ pub mod catalog;
 pub mod ops;
 pub mod usage;
 pub mod vision;
+pub mod webhooks;

@@ -11,3 +11,4 @@ mod metering;
 mod openapi;
 mod uploads;
 mod vision;
+mod webhooks;

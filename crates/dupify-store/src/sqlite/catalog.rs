@@ -637,6 +637,40 @@ pub(super) fn complete_job(
             refund(&tx, &job.account_id, &period, reserved).map_err(backend)?;
         }
     }
+    // The outcome's webhook event commits with it (docs/API.md, "Webhooks").
+    let (id, external_id, title): (String, Option<String>, String) = tx
+        .query_row(
+            "SELECT id, external_id, title FROM products WHERE pk = ?1",
+            params![job.product_pk],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )
+        .map_err(backend)?;
+    let (event, mut product) = (
+        match outcome {
+            JobOutcome::Ready(_) => "product.ready",
+            JobOutcome::Failed { .. } => "product.failed",
+        },
+        serde_json::json!({"id": id, "external_id": external_id, "title": title}),
+    );
+    match outcome {
+        JobOutcome::Ready(f) => {
+            product["embedding_status"] = "ready".into();
+            product["embedding_model"] = f.vectors.model.clone().into();
+        }
+        JobOutcome::Failed { code, message } => {
+            product["embedding_status"] = "failed".into();
+            product["embedding_error"] = serde_json::json!({"code": code, "message": message});
+        }
+    }
+    super::webhooks::enqueue_event(
+        &tx,
+        &job.account_id,
+        job.mode,
+        event,
+        serde_json::json!({ "product": product }),
+        now,
+    )
+    .map_err(backend)?;
     tx.commit().map_err(backend)?;
     Ok(true)
 }

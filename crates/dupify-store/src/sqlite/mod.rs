@@ -15,6 +15,7 @@ use crate::*;
 mod accounts;
 mod catalog;
 mod dashboard;
+mod webhooks;
 
 /// Each entry is applied once, in order; `PRAGMA user_version` records how many ran.
 /// Never edit a shipped migration: append a new one.
@@ -60,6 +61,7 @@ CREATE TABLE usage_daily (
 "#,
     catalog::MIGRATION,
     dashboard::MIGRATION,
+    webhooks::MIGRATION,
 ];
 
 const POOL_SIZE: usize = 4;
