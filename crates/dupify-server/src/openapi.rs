@@ -8,6 +8,7 @@
 use std::sync::OnceLock;
 
 use dupify_api::schema::Components;
+use dupify_api::webhook::{WebhookDeliveryList, WebhookEndpoint, WebhookList};
 use dupify_api::{
     Answer, AttributesResult, BatchItem, ColorsResult, CutoutResult, Deleted, DuplicatesAnswer,
     EmbedResult, Product, ProductPage, SearchAnswer, SilhouetteResult, UpsertAnswer, Usage,
@@ -472,6 +473,73 @@ fn build() -> Value {
         &[ErrorCode::InvalidParameter, ErrorCode::QuotaExceeded],
     );
 
+    // ------------------------------------------------------------ webhooks
+    let hook_id =
+        json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
+    let mut create_hook = op(
+        "Register a webhook endpoint",
+        "(beyond) `url` (http(s), under the image URL policy: no private, loopback or metadata hosts), `events`          (default: all of `product.ready`, `product.failed`), `description`. Answers 201 with the endpoint and its          signing `secret`, shown only here and on rotation. Deliveries are signed `Dupify-Signature: t=<unix>,v1=<hex          HMAC-SHA256(secret, t + \".\" + body)>` and retried with backoff for a day; at most 16 endpoints per catalog.",
+        Some(json!({"type": "object", "required": ["url"], "additionalProperties": false, "properties": {
+            "url": {"type": "string", "format": "uri", "maxLength": 2048},
+            "events": {"type": "array", "minItems": 1, "items": {"type": "string", "enum": dupify_api::requests::WEBHOOK_EVENT_TYPES}},
+            "description": {"type": "string", "minLength": 1, "maxLength": 256}}})),
+        c.schema::<WebhookEndpoint>(),
+        &[ErrorCode::MissingParameter, ErrorCode::InvalidParameter, ErrorCode::PayloadTooLarge],
+    );
+    create_hook["responses"]["201"] = create_hook["responses"]["200"].clone();
+    create_hook["responses"]
+        .as_object_mut()
+        .map(|r| r.remove("200"));
+    let list_hooks = op(
+        "List webhook endpoints",
+        "(beyond) The catalog's endpoints (live or test, as the key), without secrets.",
+        None,
+        c.schema::<WebhookList>(),
+        &[],
+    );
+    let mut get_hook = op(
+        "Get a webhook endpoint",
+        "(beyond) Without its secret. `enabled` turns false after sustained failed deliveries (`disabled_reason`).",
+        None,
+        c.schema::<WebhookEndpoint>(),
+        &[ErrorCode::NotFound],
+    );
+    get_hook["parameters"] = json!([hook_id.clone()]);
+    let mut delete_hook = op(
+        "Delete a webhook endpoint",
+        "(beyond) With its undelivered events.",
+        None,
+        c.schema::<Deleted>(),
+        &[ErrorCode::NotFound],
+    );
+    delete_hook["parameters"] = json!([hook_id.clone()]);
+    let mut deliveries = op(
+        "Delivery log of an endpoint",
+        "(beyond) Newest first: each event's status (`pending`, `delivered`, `failed`), attempts, last HTTP status, error and latency.",
+        None,
+        c.schema::<WebhookDeliveryList>(),
+        &[ErrorCode::InvalidParameter, ErrorCode::NotFound],
+    );
+    deliveries["parameters"] = json!([hook_id.clone(),
+        {"name": "limit", "in": "query", "required": false, "description": "1–200, default 50.",
+         "schema": {"type": "integer", "minimum": 1, "maximum": 200}}]);
+    let mut rotate = op(
+        "Rotate an endpoint's secret",
+        "(beyond) A new secret signs every attempt from now on; the old one signs nothing more. Shown once.",
+        None,
+        c.schema::<WebhookEndpoint>(),
+        &[ErrorCode::NotFound],
+    );
+    rotate["parameters"] = json!([hook_id.clone()]);
+    let mut enable = op(
+        "Enable an endpoint again",
+        "(beyond) After the server disabled it: its failure count restarts and its pending events are retried.",
+        None,
+        c.schema::<WebhookEndpoint>(),
+        &[ErrorCode::NotFound],
+    );
+    enable["parameters"] = json!([hook_id]);
+
     let plain = |summary: &str, description: &str, body: Value| {
         json!({"summary": summary, "description": description, "security": [],
                "responses": {"200": {"description": "OK", "content": body}}})
@@ -517,6 +585,11 @@ fn build() -> Value {
             "/v1/catalog/products/{id}": {"get": get_product, "delete": delete_product},
             "/v1/catalog/search": {"post": search},
             "/v1/catalog/duplicates": {"post": duplicates},
+            "/v1/webhooks": {"post": create_hook, "get": list_hooks},
+            "/v1/webhooks/{id}": {"get": get_hook, "delete": delete_hook},
+            "/v1/webhooks/{id}/deliveries": {"get": deliveries},
+            "/v1/webhooks/{id}/rotate-secret": {"post": rotate},
+            "/v1/webhooks/{id}/enable": {"post": enable},
         },
         "components": {
             "securitySchemes": {

@@ -135,7 +135,7 @@ pub async fn delete(
     State(state): State<SharedState>,
     Extension(caller): Extension<Caller>,
     Path(id): Path<String>,
-) -> AppResult<Json<serde_json::Value>> {
+) -> AppResult<Json<dupify_api::Deleted>> {
     caller.require(Scope::Catalog)?;
     caller.meter.admit().await?;
     if !state
@@ -145,7 +145,7 @@ pub async fn delete(
     {
         return Err(not_found(&id).into());
     }
-    Ok(Json(serde_json::json!({"id": id, "deleted": true})))
+    Ok(Json(dupify_api::Deleted { id, deleted: true }))
 }
 
 /// `POST /v1/webhooks/{id}/rotate-secret`: a new secret, signing every attempt from now

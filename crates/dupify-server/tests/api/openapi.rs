@@ -56,6 +56,11 @@ async fn the_document_matches_the_router_and_the_error_table() {
             "/v1/openapi.json",
             "/v1/silhouette",
             "/v1/usage",
+            "/v1/webhooks",
+            "/v1/webhooks/{id}",
+            "/v1/webhooks/{id}/deliveries",
+            "/v1/webhooks/{id}/enable",
+            "/v1/webhooks/{id}/rotate-secret",
         ]
     );
     // Every documented operation exists with that method: without a key, protected
