@@ -902,3 +902,146 @@ fn readme_first_five_minutes_runs_as_printed() {
     assert_eq!(img.color(), image::ColorType::Rgba8);
     drop(server);
 }
+
+/// A blocking loopback webhook receiver: answers 500 until `ok` is set, then 200, and
+/// keeps the event id of every request it accepted.
+struct HookReceiver {
+    url: String,
+    ok: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    attempts: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    accepted: std::sync::Arc<std::sync::Mutex<Vec<Value>>>,
+}
+
+fn hook_receiver() -> HookReceiver {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let r = HookReceiver {
+        url,
+        ok: Default::default(),
+        attempts: Default::default(),
+        accepted: Default::default(),
+    };
+    let (ok, attempts, accepted) = (r.ok.clone(), r.attempts.clone(), r.accepted.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut len = 0usize;
+            loop {
+                let mut line = String::new();
+                if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; len];
+            if reader.read_exact(&mut body).is_err() {
+                continue;
+            }
+            attempts.fetch_add(1, Ordering::SeqCst);
+            let status = if ok.load(Ordering::SeqCst) {
+                accepted
+                    .lock()
+                    .unwrap()
+                    .push(serde_json::from_slice(&body).unwrap_or(Value::Null));
+                "200 OK"
+            } else {
+                "500 Internal Server Error"
+            };
+            let _ = write!(
+                stream,
+                "HTTP/1.1 {status}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            );
+        }
+    });
+    r
+}
+
+/// Events written before a `kill -9` are delivered after the restart: the outbox is
+/// in the database, committed with each product's outcome.
+#[test]
+fn webhook_events_survive_kill_9() {
+    use std::sync::atomic::Ordering;
+    let data = tempfile::tempdir().unwrap();
+    let bin = Path::new(env!("CARGO_BIN_EXE_dupify"));
+    let env = [
+        ("DUPIFY_EMBEDDING_MODEL", "dupify-visual-v1"),
+        ("DUPIFY_ALLOW_PRIVATE_IMAGE_HOSTS", "1"),
+        ("DUPIFY_WEBHOOK_TIMEOUT_SECS", "1"),
+        ("DUPIFY_WEBHOOK_RETRY_BASE_SECS", "0.2"),
+        ("DUPIFY_WEBHOOK_RETRY_MAX_SECS", "0.5"),
+    ];
+    let mut server = BinaryServer::spawn_with(bin, data.path(), &env);
+    let key = server.key.clone();
+    let hooks = hook_receiver();
+    let c = http();
+    let created: Value = c
+        .post(format!("{}/v1/webhooks", server.base))
+        .header("X-API-Key", &key)
+        .json(&json!({"url": hooks.url, "events": ["product.ready"]}))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert!(created["secret"].is_string(), "{created}");
+    let products: Vec<Value> = (0..5)
+        .map(|i| json!({"external_id": format!("K-{i}"), "title": "t", "image_base64": png_b64(200 + i)}))
+        .collect();
+    let up: Value = c
+        .post(format!("{}/v1/catalog/products", server.base))
+        .header("X-API-Key", &key)
+        .json(&json!({ "products": products }))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(up["created"], 5, "{up}");
+    // Every event written and failing at the receiver, then the process killed.
+    let t = std::time::Instant::now();
+    while hooks.attempts.load(Ordering::SeqCst) < 10 {
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "no delivery attempts"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.child.kill().unwrap(); // SIGKILL
+    server.child.wait().unwrap();
+    assert!(hooks.accepted.lock().unwrap().is_empty());
+
+    hooks.ok.store(true, Ordering::SeqCst);
+    let server = BinaryServer::spawn_with(bin, data.path(), &env);
+    let t = std::time::Instant::now();
+    loop {
+        let got: std::collections::BTreeSet<String> = hooks
+            .accepted
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|e| {
+                e["data"]["product"]["external_id"]
+                    .as_str()
+                    .unwrap()
+                    .to_owned()
+            })
+            .collect();
+        if got.len() == 5 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(60),
+            "only {got:?} delivered after the restart"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let accepted = hooks.accepted.lock().unwrap().clone();
+    let ids: std::collections::HashSet<&str> =
+        accepted.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 5, "one event per product: {accepted:?}");
+    assert!(accepted.iter().all(|e| e["type"] == "product.ready"));
+    drop(server);
+}
