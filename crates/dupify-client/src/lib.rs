@@ -38,6 +38,7 @@ mod error;
 mod image;
 mod retry;
 mod types;
+pub mod webhook;
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -670,6 +671,58 @@ impl Client {
     pub async fn delete_product(&self, id: &str) -> Result<Response<Deleted>, Error> {
         let path = format!("v1/catalog/products/{}", path_segment(id)?);
         self.call(Method::DELETE, &path, &[], None, Idempotent::Yes)
+            .await
+    }
+
+    // ------------------------------------------------------------ webhooks
+
+    /// `POST /v1/webhooks`: the endpoint with its `secret` (shown only now).
+    pub async fn create_webhook(
+        &self,
+        new: &webhook::NewWebhook,
+    ) -> Result<Response<webhook::WebhookEndpoint>, Error> {
+        let body = serde_json::to_value(new).map_err(|e| Error::Invalid(e.to_string()))?;
+        // Not resent after a lost answer: a resend would register a second endpoint.
+        self.call(
+            Method::POST,
+            "v1/webhooks",
+            &[],
+            Some(body.into()),
+            Idempotent::No,
+        )
+        .await
+    }
+
+    /// `GET /v1/webhooks`.
+    pub async fn list_webhooks(&self) -> Result<Response<webhook::WebhookList>, Error> {
+        self.call(Method::GET, "v1/webhooks", &[], None, Idempotent::Yes)
+            .await
+    }
+
+    /// `DELETE /v1/webhooks/{id}`.
+    pub async fn delete_webhook(&self, id: &str) -> Result<Response<Deleted>, Error> {
+        let path = format!("v1/webhooks/{}", path_segment(id)?);
+        self.call(Method::DELETE, &path, &[], None, Idempotent::Yes)
+            .await
+    }
+
+    /// `POST /v1/webhooks/{id}/rotate-secret`: the new secret signs from now on.
+    pub async fn rotate_webhook_secret(
+        &self,
+        id: &str,
+    ) -> Result<Response<webhook::WebhookEndpoint>, Error> {
+        let path = format!("v1/webhooks/{}/rotate-secret", path_segment(id)?);
+        self.call(Method::POST, &path, &[], None, Idempotent::No)
+            .await
+    }
+
+    /// `GET /v1/webhooks/{id}/deliveries`: the delivery log, newest first.
+    pub async fn webhook_deliveries(
+        &self,
+        id: &str,
+    ) -> Result<Response<webhook::WebhookDeliveryList>, Error> {
+        let path = format!("v1/webhooks/{}/deliveries", path_segment(id)?);
+        self.call(Method::GET, &path, &[], None, Idempotent::Yes)
             .await
     }
 

@@ -641,3 +641,65 @@ async fn files_and_base64_are_one_call_and_cutouts_come_as_png() {
     assert_eq!(files.usage().await.expect("usage").used, 5);
     s.stop().await;
 }
+
+/// Webhook endpoints through the SDK, and `webhook::verify_event` on a signed body.
+#[tokio::test]
+async fn webhook_endpoints_and_signature_checks() {
+    use dupify_client::webhook::{self, NewWebhook};
+    let s = start(|_| {}).await;
+    let key = s.key(Tier::Pro, Some(1000), KeyMode::Live).await;
+    let (c, _) = s.client(&key, quick());
+    let created = c
+        .create_webhook(&NewWebhook {
+            url: "https://hooks.example.com/dupify".into(),
+            events: Some(vec!["product.ready".into()]),
+            description: Some("shop backend".into()),
+        })
+        .await
+        .expect("create");
+    assert_eq!(created.status, 201);
+    let secret = created.secret.clone().expect("secret shown at creation");
+    assert_eq!(created.events, ["product.ready"]);
+    let listed = c.list_webhooks().await.expect("list");
+    assert_eq!(listed.data.len(), 1);
+    assert!(listed.data[0].secret.is_none());
+    let rotated = c.rotate_webhook_secret(&created.id).await.expect("rotate");
+    let new_secret = rotated.secret.clone().expect("new secret");
+    assert_ne!(new_secret, secret);
+    assert!(c
+        .webhook_deliveries(&created.id)
+        .await
+        .expect("log")
+        .data
+        .is_empty());
+    let err = c
+        .create_webhook(&NewWebhook {
+            url: "http://127.0.0.1:9/hook".into(),
+            ..Default::default()
+        })
+        .await
+        .expect_err("a loopback URL");
+    assert_eq!(err.api().expect("API error").code, "invalid_parameter");
+    assert!(c.delete_webhook(&created.id).await.expect("delete").deleted);
+
+    // A body signed now verifies with its secret, not with another or once altered.
+    let body = br#"{"id":"evt_1","type":"product.ready","created_at":"2026-12-03T00:00:00Z","livemode":true,"data":{}}"#;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("clock")
+        .as_secs() as i64;
+    let header = webhook::sign(&new_secret, now, body);
+    let event = webhook::verify_event(&new_secret, &header, body).expect("verifies");
+    assert_eq!(
+        (event.id.as_str(), event.event_type.as_str()),
+        ("evt_1", "product.ready")
+    );
+    assert!(webhook::verify_event(&secret, &header, body).is_err());
+    assert!(webhook::verify_event(&new_secret, &header, b"{}").is_err());
+    let old = webhook::sign(&new_secret, now - 3600, body);
+    assert!(matches!(
+        webhook::verify_event(&new_secret, &old, body),
+        Err(webhook::VerifyError::Expired { .. })
+    ));
+    s.stop().await;
+}
