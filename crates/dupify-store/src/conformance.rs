@@ -657,6 +657,251 @@ pub async fn tenant_isolation(p: &Pair) {
     assert_eq!((page.total, page.products.len()), (1, 1));
 }
 
+/// The webhook outbox: an event per subscribed, enabled endpoint of the product's own
+/// catalog, written with the job's outcome; a superseded completion writes none; one
+/// delivery per endpoint in flight, oldest first, taken over after its lease; attempts
+/// retried, delivered or given up exactly once; sustained failures disable the
+/// endpoint, and re-enabling restarts its count.
+pub async fn webhook_outbox(p: &Pair) {
+    use crate::{DeliveryAttempt, DeliveryStatus, NewWebhookEndpoint};
+    let acct = account(&*p.a, Tier::Unlimited).await;
+    let other = account(&*p.a, Tier::Unlimited).await;
+    let hook = |a: &Account, mode, events: &[&str]| NewWebhookEndpoint {
+        account_id: a.id.clone(),
+        mode,
+        url: "https://hooks.test/x".into(),
+        description: None,
+        events: events.iter().map(|e| e.to_string()).collect(),
+        secret: "whsec_test".into(),
+        at: t0(),
+    };
+    let both =
+        p.a.create_webhook(hook(
+            &acct,
+            KeyMode::Live,
+            &["product.failed", "product.ready"],
+        ))
+        .await
+        .unwrap();
+    let failed_only =
+        p.b.create_webhook(hook(&acct, KeyMode::Live, &["product.failed"]))
+            .await
+            .unwrap();
+    let test_mode =
+        p.a.create_webhook(hook(&acct, KeyMode::Test, &["product.ready"]))
+            .await
+            .unwrap();
+    let elsewhere =
+        p.a.create_webhook(hook(&other, KeyMode::Live, &["product.ready"]))
+            .await
+            .unwrap();
+    assert_eq!(
+        p.b.list_webhooks(&acct.id, KeyMode::Live)
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    assert!(p
+        .b
+        .get_webhook(&other.id, KeyMode::Live, &both.id)
+        .await
+        .unwrap()
+        .is_none());
+
+    p.a.upsert_products(
+        upload(&acct, KeyMode::Live, None),
+        vec![product("W1", "w1"), product("W2", "w2")],
+    )
+    .await
+    .unwrap();
+    let j1 = p.a.lease_job("w", t0(), 60_000).await.unwrap().unwrap();
+    let j2 = p.a.lease_job("w", t0(), 60_000).await.unwrap().unwrap();
+    assert!(p.a.complete_job(&j1, ready("m"), t0()).await.unwrap());
+    let failure = JobOutcome::Failed {
+        code: "unsupported_format".into(),
+        message: "no image".into(),
+    };
+    assert!(p.b.complete_job(&j2, failure.clone(), t0()).await.unwrap());
+    // The same job again is superseded: no second event.
+    assert!(!p.a.complete_job(&j2, failure, t0()).await.unwrap());
+    let log = |id: String| {
+        let (s, acct) = (p.a.clone(), acct.id.clone());
+        async move {
+            s.webhook_deliveries(&acct, KeyMode::Live, &id, 10)
+                .await
+                .unwrap()
+        }
+    };
+    let on_both = log(both.id.clone()).await;
+    let types: Vec<&str> = on_both
+        .iter()
+        .rev()
+        .map(|d| d.event_type.as_str())
+        .collect();
+    assert_eq!(types, ["product.ready", "product.failed"]);
+    assert_eq!(log(failed_only.id.clone()).await.len(), 1);
+    assert!(p
+        .a
+        .webhook_deliveries(&acct.id, KeyMode::Test, &test_mode.id, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    assert!(p
+        .a
+        .webhook_deliveries(&other.id, KeyMode::Live, &elsewhere.id, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let payload: serde_json::Value = serde_json::from_str(&on_both[0].payload).unwrap();
+    assert_eq!(payload["type"], "product.failed");
+    assert_eq!(
+        payload["data"]["product"]["embedding_error"]["code"],
+        "unsupported_format"
+    );
+    assert_eq!(payload["id"], on_both[0].event_id.as_str());
+    assert_eq!(p.a.pending_deliveries().await.unwrap(), 3);
+
+    // One per endpoint at a time, the oldest first; a second owner sees nothing until
+    // the lease runs out.
+    let first = p.a.lease_deliveries("one", t0(), 1_000, 10).await.unwrap();
+    assert_eq!(first.len(), 2, "one per endpoint");
+    let mine = first
+        .iter()
+        .find(|d| d.delivery.endpoint_id == both.id)
+        .unwrap();
+    assert_eq!(mine.delivery.event_type, "product.ready");
+    assert_eq!(mine.secret, "whsec_test");
+    assert!(p
+        .b
+        .lease_deliveries("two", t0(), 1_000, 10)
+        .await
+        .unwrap()
+        .is_empty());
+    let later = t0() + Duration::milliseconds(1_001);
+    let again = p.b.lease_deliveries("two", later, 1_000, 10).await.unwrap();
+    assert_eq!(again.len(), 2, "taken over after the lease");
+
+    let attempt = |delivered, retry_at: Option<DateTime<Utc>>| DeliveryAttempt {
+        at: later,
+        delivered,
+        status: Some(if delivered { 200 } else { 500 }),
+        error: None,
+        latency_ms: 7,
+        retry_at,
+        disable_after: 2,
+    };
+    let seq = mine.delivery.seq;
+    p.b.record_delivery_attempt(seq, attempt(false, Some(later + Duration::seconds(5))))
+        .await
+        .unwrap();
+    // Not due yet, so not leased; a newer event of the endpoint may go first (a
+    // failing event does not hold back the others).
+    let none = p.a.lease_deliveries("one", later, 1_000, 10).await.unwrap();
+    assert!(none.iter().all(|d| d.delivery.seq != seq), "{none:?}");
+    for d in &none {
+        p.a.record_delivery_attempt(d.delivery.seq, attempt(true, None))
+            .await
+            .unwrap();
+    }
+    let due = later + Duration::seconds(5);
+    let retry = p.a.lease_deliveries("one", due, 1_000, 10).await.unwrap();
+    let retry = retry
+        .iter()
+        .find(|d| d.delivery.endpoint_id == both.id)
+        .unwrap();
+    assert_eq!((retry.delivery.seq, retry.delivery.attempts), (seq, 1));
+    p.a.record_delivery_attempt(seq, attempt(true, None))
+        .await
+        .unwrap();
+    // Recording a settled delivery again changes nothing.
+    p.b.record_delivery_attempt(seq, attempt(false, None))
+        .await
+        .unwrap();
+    let settled = log(both.id.clone()).await;
+    let d = settled.iter().find(|d| d.seq == seq).unwrap();
+    assert_eq!(
+        (d.status, d.attempts, d.last_status),
+        (DeliveryStatus::Delivered, 2, Some(200))
+    );
+    assert_eq!(d.last_latency_ms, Some(7));
+
+    // Two failures in a row disable the endpoint (disable_after 2); its last event is
+    // given up on the second.
+    p.a.upsert_products(
+        upload(&acct, KeyMode::Live, None),
+        vec![product("W3", "w3")],
+    )
+    .await
+    .unwrap();
+    let j3 = p.a.lease_job("w", t0(), 60_000).await.unwrap().unwrap();
+    assert!(p.a.complete_job(&j3, ready("m"), due).await.unwrap());
+    let next = p.a.lease_deliveries("one", due, 1_000, 10).await.unwrap();
+    let next = next
+        .iter()
+        .find(|d| d.delivery.endpoint_id == both.id)
+        .unwrap()
+        .delivery
+        .seq;
+    p.a.record_delivery_attempt(next, attempt(false, Some(due)))
+        .await
+        .unwrap();
+    let e =
+        p.a.get_webhook(&acct.id, KeyMode::Live, &both.id)
+            .await
+            .unwrap()
+            .unwrap();
+    assert!(e.enabled);
+    assert_eq!(e.consecutive_failures, 1);
+    let leased = p.a.lease_deliveries("one", due, 1_000, 10).await.unwrap();
+    assert!(leased.iter().any(|d| d.delivery.seq == next));
+    p.a.record_delivery_attempt(next, attempt(false, None))
+        .await
+        .unwrap();
+    let e =
+        p.b.get_webhook(&acct.id, KeyMode::Live, &both.id)
+            .await
+            .unwrap()
+            .unwrap();
+    assert!(!e.enabled && e.disabled_reason.is_some(), "{e:?}");
+    let given_up = log(both.id.clone()).await;
+    assert_eq!(
+        given_up.iter().find(|d| d.seq == next).unwrap().status,
+        DeliveryStatus::Failed
+    );
+    let e =
+        p.a.set_webhook_enabled(&acct.id, KeyMode::Live, &both.id, true)
+            .await
+            .unwrap()
+            .unwrap();
+    assert!(e.enabled && e.consecutive_failures == 0 && e.disabled_reason.is_none());
+
+    // Rotation and deletion, within the owner's catalog only.
+    assert!(p
+        .a
+        .rotate_webhook_secret(&other.id, KeyMode::Live, &both.id, "x".into())
+        .await
+        .unwrap()
+        .is_none());
+    let r =
+        p.a.rotate_webhook_secret(&acct.id, KeyMode::Live, &both.id, "whsec_new".into())
+            .await
+            .unwrap()
+            .unwrap();
+    assert_eq!(r.secret, "whsec_new");
+    assert!(!p
+        .a
+        .delete_webhook(&other.id, KeyMode::Live, &failed_only.id)
+        .await
+        .unwrap());
+    assert!(p
+        .b
+        .delete_webhook(&acct.id, KeyMode::Live, &failed_only.id)
+        .await
+        .unwrap());
+    assert!(log(failed_only.id.clone()).await.is_empty());
+}
+
 /// One `#[tokio::test]` per conformance check, for a store built by `$make` (an async
 /// expression giving `(guard, Pair)`; the guard lives as long as the test).
 #[macro_export]
@@ -666,7 +911,7 @@ macro_rules! store_conformance {
             accounts_and_keys, quota_is_exact_under_concurrency, settlement_and_daily_usage,
             upsert_semantics, change_sequence_follows_commits, lease_expiry_and_takeover,
             superseded_job_completion, failures_retries_and_released_leases, sessions,
-            sign_in_failures, tenant_isolation);
+            sign_in_failures, tenant_isolation, webhook_outbox);
     };
     (@cases $make:expr; $($case:ident),*) => {$(
         #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
