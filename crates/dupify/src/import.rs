@@ -32,6 +32,8 @@ pub struct ImportArgs {
     pub restart: bool,
     pub max_retries: u32,
     pub progress: bool,
+    /// `--wait`: how long to wait for this run's products to be processed.
+    pub wait: Option<Duration>,
 }
 
 /// One input row: its line number and the product, or why it could not be read.
@@ -305,6 +307,8 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<i32> {
             });
         }
     };
+    // This run's products (a resumed run knows only the rows it sent itself).
+    let mut uploaded = std::collections::HashSet::new();
     let mut i = state.rows_done;
     while i < rows.len() {
         let chunk = &rows[i..(i + batch_size).min(rows.len())];
@@ -327,6 +331,9 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<i32> {
                 }
                 Sent::Results(r) => {
                     for (row, item) in slots.iter().zip(r.results.results.iter()) {
+                        if let Ok(u) = item {
+                            uploaded.insert(u.id.clone());
+                        }
                         match item {
                             Ok(u) => match u.status {
                                 dupify_client::UpsertStatus::Created => state.created += 1,
@@ -392,5 +399,80 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<i32> {
         );
         return Ok(1);
     }
-    Ok(if state.failed > 0 { 2 } else { 0 })
+    let mut processing_failed = 0;
+    if let Some(timeout) = args.wait {
+        match wait_processed(&client, &uploaded, timeout).await? {
+            Some(failed) => {
+                let n = uploaded.len() - failed.len();
+                println!("Processed: {n} ready, {} failed.", failed.len());
+                for p in failed.iter().take(10) {
+                    let why = p
+                        .embedding_error
+                        .as_ref()
+                        .map(|e| format!("{}: {}", e.code, e.message))
+                        .unwrap_or_default();
+                    let id = p.external_id.as_deref().unwrap_or(&p.id);
+                    println!("  {id}: {why}");
+                }
+                processing_failed = failed.len();
+            }
+            None => {
+                eprintln!(
+                    "Products still processing after {} s; they continue in the background.",
+                    timeout.as_secs()
+                );
+                return Ok(3);
+            }
+        }
+    }
+    Ok(if state.failed > 0 || processing_failed > 0 {
+        2
+    } else {
+        0
+    })
+}
+
+/// Polls until no product of the catalog is processing (or `timeout` passes: `None`),
+/// then the failed products among `ids`.
+async fn wait_processed(
+    client: &dupify_client::Client,
+    ids: &std::collections::HashSet<String>,
+    timeout: Duration,
+) -> anyhow::Result<Option<Vec<dupify_client::Product>>> {
+    use dupify_client::{EmbeddingStatus, ListProducts};
+    let started = Instant::now();
+    loop {
+        let page = client
+            .list_products(&ListProducts {
+                limit: Some(1),
+                embedding_status: Some(EmbeddingStatus::Processing),
+                ..Default::default()
+            })
+            .await?;
+        if page.total == 0 {
+            break;
+        }
+        if started.elapsed() >= timeout {
+            return Ok(None);
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let mut failed = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = client
+            .list_products(&ListProducts {
+                limit: Some(100),
+                cursor: cursor.clone(),
+                embedding_status: Some(EmbeddingStatus::Failed),
+                ..Default::default()
+            })
+            .await?;
+        failed.extend(page.data.iter().filter(|p| ids.contains(&p.id)).cloned());
+        if !page.has_more {
+            break;
+        }
+        cursor = page.next_cursor.clone();
+    }
+    Ok(Some(failed))
 }

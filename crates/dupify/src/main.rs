@@ -94,7 +94,28 @@ enum CatalogCmd {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
+        /// After uploading, wait until the catalog has no product left processing and
+        /// print how this run's products came out (exit 2 if any failed).
+        #[arg(long)]
+        wait: bool,
+        /// Longest wait with `--wait` (e.g. `30m`, `2h`).
+        #[arg(long, default_value = "2h", value_parser = parse_wait)]
+        wait_timeout: std::time::Duration,
     },
+}
+
+fn parse_wait(s: &str) -> Result<std::time::Duration, String> {
+    let (n, unit) = s.split_at(s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len()));
+    let n: u64 = n
+        .parse()
+        .map_err(|_| format!("{s:?} is not a duration like 90s, 30m or 2h"))?;
+    let secs = match unit {
+        "s" | "" => n,
+        "m" => n * 60,
+        "h" => n * 3600,
+        _ => return Err(format!("{s:?} is not a duration like 90s, 30m or 2h")),
+    };
+    Ok(std::time::Duration::from_secs(secs))
 }
 
 #[derive(Args)]
@@ -340,6 +361,8 @@ fn main() -> anyhow::Result<()> {
             restart,
             max_retries,
             quiet,
+            wait,
+            wait_timeout,
         }) => {
             let code = rt.block_on(import::run(import::ImportArgs {
                 file,
@@ -350,6 +373,7 @@ fn main() -> anyhow::Result<()> {
                 restart,
                 max_retries,
                 progress: !quiet && std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                wait: wait.then_some(wait_timeout),
             }))?;
             std::process::exit(code)
         }

@@ -1045,3 +1045,58 @@ fn webhook_events_survive_kill_9() {
     assert!(accepted.iter().all(|e| e["type"] == "product.ready"));
     drop(server);
 }
+
+/// `catalog import --wait` waits for the background processing and reports how this
+/// run's products came out: a product whose bytes are no image fails there.
+#[test]
+fn catalog_import_waits_for_processing() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = serve(dir.path());
+    let jl = dir.path().join("products.jsonl");
+    use base64::Engine;
+    let not_an_image = base64::engine::general_purpose::STANDARD.encode(b"plain text");
+    let mut lines = String::new();
+    for i in 0..3 {
+        lines.push_str(&format!(
+            "{}\n",
+            json!({"external_id": format!("W-{i}"), "title": "t", "image_base64": png_b64(300 + i)})
+        ));
+    }
+    lines.push_str(&format!(
+        "{}\n",
+        json!({"external_id": "W-bad", "title": "t", "image_base64": not_an_image})
+    ));
+    std::fs::write(&jl, lines).unwrap();
+    let (code, out, err) = import(
+        dir.path(),
+        &s.base,
+        &s.key,
+        &jl,
+        &["--wait", "--wait-timeout", "120s"],
+    );
+    assert_eq!(code, 2, "a product failed in processing\n{out}\n{err}");
+    assert!(out.contains("4 created"), "{out}");
+    assert!(out.contains("Processed: 3 ready, 1 failed."), "{out}");
+    assert!(out.contains("W-bad: unsupported_format"), "{out}");
+    // Nothing left processing once it returned.
+    let page: Value = http()
+        .get(format!(
+            "{}/v1/catalog/products?embedding_status=processing",
+            s.base
+        ))
+        .header("X-API-Key", &s.key)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(page["total"], 0);
+    let (code, _, err) = import(
+        dir.path(),
+        &s.base,
+        &s.key,
+        &jl,
+        &["--restart", "--wait", "--wait-timeout", "soon"],
+    );
+    assert_eq!(code, 2, "clap refuses a bad duration: {err}");
+    assert!(err.contains("duration"), "{err}");
+}
