@@ -269,12 +269,12 @@ pub async fn create(
 }
 
 /// A random token per rendered create form.
-fn form_nonce() -> String {
+pub(super) fn form_nonce() -> String {
     hex::encode(rand::random::<[u8; 16]>())
 }
 
 /// Create-form tokens already used (process-local; a day is longer than any reload).
-fn used_nonces() -> &'static moka::sync::Cache<String, ()> {
+pub(super) fn used_nonces() -> &'static moka::sync::Cache<String, ()> {
     static USED: std::sync::OnceLock<moka::sync::Cache<String, ()>> = std::sync::OnceLock::new();
     USED.get_or_init(|| {
         moka::sync::Cache::builder()

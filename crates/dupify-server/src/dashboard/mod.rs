@@ -6,6 +6,7 @@
 //! - `keys`: create, list, revoke and regenerate API keys
 //! - `usage`: this period's usage with a server-rendered SVG chart
 //! - `catalog`: product counts, a paged product list, find similar
+//! - `webhooks`: add, rotate, enable and delete webhook endpoints; their delivery log
 //! - `playground`: upload a photo, see colors, attributes, silhouette and cutout
 
 mod catalog;
@@ -14,6 +15,7 @@ mod page;
 mod playground;
 mod session;
 mod usage;
+mod webhooks;
 
 use axum::http::{header, HeaderValue};
 use axum::middleware::map_response;
@@ -44,6 +46,11 @@ pub fn router() -> Router<SharedState> {
         .route("/usage", get(usage::page))
         .route("/catalog", get(catalog::list))
         .route("/catalog/{id}/similar", get(catalog::similar))
+        .route("/webhooks", get(webhooks::list).post(webhooks::create))
+        .route("/webhooks/{id}", get(webhooks::deliveries))
+        .route("/webhooks/{id}/rotate", post(webhooks::rotate))
+        .route("/webhooks/{id}/enable", post(webhooks::enable))
+        .route("/webhooks/{id}/delete", post(webhooks::delete))
         .route(
             "/playground",
             get(playground::page).post(playground::analyse),

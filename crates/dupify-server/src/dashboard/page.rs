@@ -70,6 +70,7 @@ pub enum Nav {
     Keys,
     Usage,
     Catalog,
+    Webhooks,
     Playground,
 }
 
@@ -97,6 +98,7 @@ pub fn layout(title: &str, session: Option<&Session>, nav: Nav, body: Markup) ->
                                 (item(Nav::Keys, "/dashboard/keys", "API keys", "nav-keys"))
                                 (item(Nav::Usage, "/dashboard/usage", "Usage", "nav-usage"))
                                 (item(Nav::Catalog, "/dashboard/catalog", "Catalog", "nav-catalog"))
+                                (item(Nav::Webhooks, "/dashboard/webhooks", "Webhooks", "nav-webhooks"))
                                 (item(Nav::Playground, "/dashboard/playground", "Playground", "nav-playground"))
                             }
                         }

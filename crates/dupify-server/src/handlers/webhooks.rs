@@ -26,7 +26,7 @@ fn iso(t: DateTime<Utc>) -> String {
 }
 
 /// `whsec_` and 32 base62 characters from the OS CSPRNG.
-fn new_secret() -> String {
+pub fn new_secret() -> String {
     const BASE62: &[u8] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
     let mut rng = rand::thread_rng();
     let mut s = String::from("whsec_");
@@ -55,6 +55,40 @@ fn not_found(id: &str) -> ApiError {
     ApiError::new(ErrorCode::NotFound, "No webhook endpoint with this id.").detail("id", id)
 }
 
+/// Registers an endpoint of a catalog (the API and the dashboard): the URL under the
+/// image URL policy, at most [`MAX_ENDPOINTS`], a fresh secret.
+pub async fn register(
+    state: &SharedState,
+    account_id: &str,
+    mode: KeyMode,
+    req: WebhookCreate,
+) -> Result<dupify_store::WebhookEndpoint, ApiError> {
+    let raw = req.url.unwrap_or_default();
+    let url = dupify_images::parse_image_url(&raw, "url", &state.fetch_policy).map_err(|e| {
+        // The image policy's reason, as a parameter error of this endpoint.
+        ApiError::invalid("url", format!("url: {}", e.message)).detail("value", raw.clone())
+    })?;
+    if state.store.list_webhooks(account_id, mode).await?.len() >= MAX_ENDPOINTS {
+        return Err(ApiError::invalid(
+            "url",
+            format!("a catalog has at most {MAX_ENDPOINTS} webhook endpoints; delete one first"),
+        )
+        .detail("limit", MAX_ENDPOINTS));
+    }
+    Ok(state
+        .store
+        .create_webhook(NewWebhookEndpoint {
+            account_id: account_id.to_owned(),
+            mode,
+            url: url.to_string(),
+            description: req.description,
+            events: req.events.unwrap_or_default(),
+            secret: new_secret(),
+            at: Utc::now(),
+        })
+        .await?)
+}
+
 /// `POST /v1/webhooks`: 201 with the endpoint and its secret (shown only here and when
 /// rotated). The URL obeys the image URL policy (no private, loopback or metadata
 /// hosts unless the operator allows them), checked again at every delivery.
@@ -66,35 +100,7 @@ pub async fn create(
     caller.require(Scope::Catalog)?;
     caller.meter.admit().await?;
     let req: WebhookCreate = body?.parse()?;
-    let raw = req.url.unwrap_or_default();
-    let url = dupify_images::parse_image_url(&raw, "url", &state.fetch_policy).map_err(|e| {
-        // The image policy's reason, as a parameter error of this endpoint.
-        ApiError::invalid("url", format!("url: {}", e.message)).detail("value", raw.clone())
-    })?;
-    let existing = state
-        .store
-        .list_webhooks(&caller.account.id, caller.mode())
-        .await?;
-    if existing.len() >= MAX_ENDPOINTS {
-        return Err(ApiError::invalid(
-            "url",
-            format!("a catalog has at most {MAX_ENDPOINTS} webhook endpoints; delete one first"),
-        )
-        .detail("limit", MAX_ENDPOINTS)
-        .into());
-    }
-    let e = state
-        .store
-        .create_webhook(NewWebhookEndpoint {
-            account_id: caller.account.id.clone(),
-            mode: caller.mode(),
-            url: url.to_string(),
-            description: req.description,
-            events: req.events.unwrap_or_default(),
-            secret: new_secret(),
-            at: Utc::now(),
-        })
-        .await?;
+    let e = register(&state, &caller.account.id, caller.mode(), req).await?;
     Ok((StatusCode::CREATED, Json(endpoint(&e, true))).into_response())
 }
 

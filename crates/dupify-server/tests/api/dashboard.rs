@@ -883,3 +883,122 @@ async fn many_failed_signins_from_one_address_are_throttled() {
     assert_eq!(p.status, 429, "{}", p.body);
     assert!(p.body.contains("Too many failed sign-in attempts"));
 }
+
+/// The webhooks page: add an endpoint (secret shown once, a resent form adds nothing),
+/// the URL policy of the API, rotate, the delivery log, delete; another account sees
+/// none of it.
+#[tokio::test]
+async fn webhooks_page_manages_endpoints_of_the_live_catalog() {
+    let s = TestServer::start().await;
+    let (c, _) = signed_in(&s, "hooks@example.com").await;
+    let p = get(&s, &c, "/dashboard/webhooks").await;
+    assert_eq!(p.status, 200, "{}", p.body);
+    assert!(p.body.contains("id=\"no-hooks\""));
+    let csrf = csrf_of(&p.body);
+    let nonce = attr_after(&p.body, "name=\"nonce\"", "value").unwrap();
+    let form = |url: &'static str, nonce: String| {
+        vec![
+            ("csrf", csrf.clone()),
+            ("nonce", nonce),
+            ("url", url.to_owned()),
+            ("event", "product.ready".to_owned()),
+            ("description", "orders".to_owned()),
+        ]
+    };
+    let send = |f: Vec<(&'static str, String)>| {
+        let (s, c) = (&s, &c);
+        async move {
+            let pairs: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            post_form(s, c, "/dashboard/webhooks", &pairs).await
+        }
+    };
+    let added = send(form("https://hooks.example.com/dupify", nonce.clone())).await;
+    assert_eq!(added.status, 200, "{}", added.body);
+    let secret = text_of(&added.body, "new-secret").expect("the secret, once");
+    assert!(secret.starts_with("whsec_"), "{secret}");
+    assert_eq!(added.body.matches("data-testid=\"hook-row\"").count(), 1);
+    assert!(added.body.contains("product.ready"));
+    // The same form again adds nothing and shows no secret.
+    let again = send(form("https://hooks.example.com/dupify", nonce)).await;
+    assert_eq!(again.status, 409);
+    assert!(text_of(&again.body, "new-secret").is_none());
+    assert_eq!(again.body.matches("data-testid=\"hook-row\"").count(), 1);
+    // The API's URL policy.
+    let fresh = attr_after(&again.body, "name=\"nonce\"", "value").unwrap();
+    let refused = send(form("http://127.0.0.1:9/hook", fresh)).await;
+    assert_eq!(refused.status, 422);
+    assert!(
+        text_of(&refused.body, "form-error").is_some(),
+        "{}",
+        refused.body
+    );
+
+    let id = attr_after(&added.body, "data-testid=\"hook-row\"", "data-hook-id").unwrap();
+    let stored = s
+        .store
+        .list_webhooks(
+            &s.store
+                .list_accounts()
+                .await
+                .unwrap()
+                .iter()
+                .find(|a| a.email == "hooks@example.com")
+                .unwrap()
+                .id,
+            dupify_core::KeyMode::Live,
+        )
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    assert_eq!(stored[0].secret, secret);
+    assert_eq!(stored[0].events, ["product.ready"]);
+    let rotated = post_form(
+        &s,
+        &c,
+        &format!("/dashboard/webhooks/{id}/rotate"),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(rotated.status, 200);
+    let new_secret = text_of(&rotated.body, "new-secret").unwrap();
+    assert_ne!(new_secret, secret);
+    let log = get(&s, &c, &format!("/dashboard/webhooks/{id}")).await;
+    assert_eq!(log.status, 200);
+    assert!(log.body.contains("id=\"no-deliveries\""));
+
+    // Another account: not found, and its own page is empty.
+    let (other, other_csrf) = signed_in(&s, "other-hooks@example.com").await;
+    assert_eq!(
+        get(&s, &other, &format!("/dashboard/webhooks/{id}"))
+            .await
+            .status,
+        404
+    );
+    let p = post_form(
+        &s,
+        &other,
+        &format!("/dashboard/webhooks/{id}/delete"),
+        &[("csrf", &other_csrf)],
+    )
+    .await;
+    assert_eq!(p.status, 404);
+    assert!(get(&s, &other, "/dashboard/webhooks")
+        .await
+        .body
+        .contains("id=\"no-hooks\""));
+    // Without the CSRF token nothing happens.
+    let p = post_form(&s, &c, &format!("/dashboard/webhooks/{id}/delete"), &[]).await;
+    assert_ne!(p.status, 200);
+
+    let deleted = post_form(
+        &s,
+        &c,
+        &format!("/dashboard/webhooks/{id}/delete"),
+        &[("csrf", &csrf)],
+    )
+    .await;
+    assert_eq!(deleted.status, 200);
+    assert!(deleted.body.contains("data-testid=\"deleted-notice\""));
+    assert!(deleted.body.contains("id=\"no-hooks\""));
+    s.stop().await;
+}
