@@ -21,6 +21,9 @@ use crate::state::SharedState;
 /// Deliveries sent at once (each to a different endpoint).
 const PARALLEL: u32 = 8;
 
+/// How long the log of a settled delivery is kept.
+const LOG_RETENTION_DAYS: i64 = 30;
+
 /// The delay before attempt `n + 1` after `n` failed attempts.
 pub fn backoff(base_secs: f64, max_secs: f64, failed_attempts: u32) -> Duration {
     let exp = 2f64.powi(failed_attempts.saturating_sub(1).min(30) as i32);
@@ -40,7 +43,18 @@ pub fn start(state: SharedState, mut stop: tokio::sync::watch::Receiver<bool>) -
         // A lease outlives one attempt, so no two processes send the same delivery at
         // once unless one of them died.
         let lease_ms = timeout.as_millis() as i64 + 5_000;
+        let mut pruned_at: Option<Instant> = None;
         while !*stop.borrow() {
+            // The log of settled deliveries is kept for 30 days, pruned hourly.
+            if pruned_at.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
+                pruned_at = Some(Instant::now());
+                let before = Utc::now() - chrono::Duration::days(LOG_RETENTION_DAYS);
+                match state.store.prune_deliveries(before).await {
+                    Ok(n) if n > 0 => tracing::info!(pruned = n, "old webhook deliveries pruned"),
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "cannot prune webhook deliveries"),
+                }
+            }
             let leased = match state
                 .store
                 .lease_deliveries(&owner, Utc::now(), lease_ms, PARALLEL)

@@ -876,6 +876,26 @@ pub async fn webhook_outbox(p: &Pair) {
             .unwrap();
     assert!(e.enabled && e.consecutive_failures == 0 && e.disabled_reason.is_none());
 
+    // Settled deliveries' log is pruned by age; pending ones stay.
+    let pending_before = p.a.pending_deliveries().await.unwrap();
+    let settled_n = log(both.id.clone())
+        .await
+        .iter()
+        .filter(|d| d.status != DeliveryStatus::Pending)
+        .count() as u64;
+    assert_eq!(
+        p.a.prune_deliveries(t0()).await.unwrap(),
+        0,
+        "none settled that early"
+    );
+    let far = t0() + Duration::days(365);
+    assert!(p.b.prune_deliveries(far).await.unwrap() >= settled_n);
+    assert_eq!(p.a.pending_deliveries().await.unwrap(), pending_before);
+    assert!(log(both.id.clone())
+        .await
+        .iter()
+        .all(|d| d.status == DeliveryStatus::Pending));
+
     // Rotation and deletion, within the owner's catalog only.
     assert!(p
         .a

@@ -356,6 +356,10 @@ pub trait WebhookStore: Send + Sync + 'static {
 
     /// Deliveries not yet delivered nor given up, across every endpoint.
     async fn pending_deliveries(&self) -> StoreResult<u64>;
+
+    /// Drops the log of deliveries settled (delivered or given up) before `before`;
+    /// pending ones are kept whatever their age. Answers how many went.
+    async fn prune_deliveries(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 }
 
 /// The whole persistence seam: every aggregate's trait, plus a liveness check. Each

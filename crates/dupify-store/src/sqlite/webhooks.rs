@@ -430,4 +430,17 @@ impl WebhookStore for SqliteStore {
         })
         .await
     }
+
+    async fn prune_deliveries(&self, before: DateTime<Utc>) -> StoreResult<u64> {
+        self.with(move |c| {
+            c.execute(
+                "DELETE FROM webhook_deliveries WHERE status <> 'pending'
+                   AND COALESCE(delivered_at, last_attempt_at, created_at) < ?1",
+                params![ms(before)],
+            )
+            .map(|n| n as u64)
+            .map_err(backend)
+        })
+        .await
+    }
 }
