@@ -164,8 +164,9 @@ pub fn verify(
     if signatures.is_empty() {
         return Err(VerifyError::Malformed);
     }
-    let age = now - t;
-    if age.abs() > tolerance_secs {
+    // A forged timestamp must not overflow the subtraction.
+    let age = now.saturating_sub(t);
+    if age.unsigned_abs() > tolerance_secs.unsigned_abs() {
         return Err(VerifyError::Expired { age_secs: age });
     }
     let expected = mac(secret, t, body);
@@ -211,6 +212,16 @@ mod tests {
             verify("whsec_abc", "v1=zz", body, 0, 300),
             Err(VerifyError::Malformed)
         );
+        assert!(matches!(
+            verify(
+                "whsec_abc",
+                &format!("t={},v1=00", i64::MIN),
+                body,
+                i64::MAX,
+                300
+            ),
+            Err(VerifyError::Expired { .. })
+        ));
         // One of several signatures is enough.
         let two = format!("{h},v1={}", "00".repeat(32));
         assert_eq!(verify("whsec_abc", &two, body, 1_700_000_000, 300), Ok(()));

@@ -505,9 +505,13 @@ impl Fetcher {
         body: Vec<u8>,
         timeout: Duration,
     ) -> Result<u16, String> {
+        // IP-literal hosts never reach the resolver: the policy is applied here too,
+        // so an address refused since the URL was registered is refused now.
+        let url = check_url(url.clone(), "url", &self.policy, Hop::First)
+            .map_err(|_| "the URL's host is refused by this server's address policy".to_owned())?;
         let mut req = self
             .client
-            .post(url.clone())
+            .post(url)
             .timeout(timeout)
             .header(reqwest::header::CONTENT_TYPE, "application/json")
             .body(body);

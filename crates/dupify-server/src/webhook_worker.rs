@@ -19,7 +19,11 @@ use tokio::task::JoinHandle;
 use crate::state::SharedState;
 
 /// Deliveries sent at once (each to a different endpoint).
-const PARALLEL: u32 = 8;
+const PARALLEL: usize = 8;
+
+/// Of those, at most this many for one account: one account's slow receivers cannot
+/// hold every sender.
+const PER_ACCOUNT: u32 = 4;
 
 /// How long the log of a settled delivery is kept.
 const LOG_RETENTION_DAYS: i64 = 30;
@@ -44,6 +48,7 @@ pub fn start(state: SharedState, mut stop: tokio::sync::watch::Receiver<bool>) -
         // once unless one of them died.
         let lease_ms = timeout.as_millis() as i64 + 5_000;
         let mut pruned_at: Option<Instant> = None;
+        let slots = std::sync::Arc::new(tokio::sync::Semaphore::new(PARALLEL));
         while !*stop.borrow() {
             // The log of settled deliveries is kept for 30 days, pruned hourly.
             if pruned_at.is_none_or(|t| t.elapsed() > Duration::from_secs(3600)) {
@@ -55,9 +60,19 @@ pub fn start(state: SharedState, mut stop: tokio::sync::watch::Receiver<bool>) -
                     Err(e) => tracing::warn!(error = %e, "cannot prune webhook deliveries"),
                 }
             }
+            // Sends run side by side; each free slot is refilled as soon as it frees,
+            // so a slow receiver holds only its own slot.
+            let free = slots.available_permits();
+            if free == 0 {
+                tokio::select! {
+                    _ = slots.clone().acquire_owned() => {}
+                    _ = stop.changed() => {}
+                }
+                continue;
+            }
             let leased = match state
                 .store
-                .lease_deliveries(&owner, Utc::now(), lease_ms, PARALLEL)
+                .lease_deliveries(&owner, Utc::now(), lease_ms, free as u32, PER_ACCOUNT)
                 .await
             {
                 Ok(l) => l,
@@ -75,12 +90,25 @@ pub fn start(state: SharedState, mut stop: tokio::sync::watch::Receiver<bool>) -
                 }
                 continue;
             }
-            futures::future::join_all(leased.into_iter().map(|d| send(&state, d, timeout))).await;
+            for d in leased {
+                let Ok(permit) = slots.clone().try_acquire_owned() else {
+                    break; // cannot happen: no more were leased than were free
+                };
+                let (state, owner) = (state.clone(), owner.clone());
+                tokio::spawn(async move {
+                    send(&state, &owner, d, timeout).await;
+                    drop(permit);
+                    // A slot is free: the loop may lease again at once.
+                    state.webhooks_ready.notify_waiters();
+                });
+            }
         }
+        // Let sends in flight finish (each is bounded by the timeout).
+        let _ = slots.acquire_many(PARALLEL as u32).await;
     })
 }
 
-async fn send(state: &SharedState, d: LeasedDelivery, timeout: Duration) {
+async fn send(state: &SharedState, owner: &str, d: LeasedDelivery, timeout: Duration) {
     let now = Utc::now();
     let body = d.delivery.payload.clone().into_bytes();
     let signature = sign(&d.secret, now.timestamp(), &body);
@@ -145,13 +173,18 @@ async fn send(state: &SharedState, d: LeasedDelivery, timeout: Duration) {
         retry_at,
         disable_after: state.config.webhook_disable_after.max(1),
     };
-    if let Err(e) = state
+    match state
         .store
-        .record_delivery_attempt(d.delivery.seq, attempt)
+        .record_delivery_attempt(d.delivery.seq, owner, attempt)
         .await
     {
+        Ok(true) => {}
+        // Our lease ran out meanwhile and another sender owns the delivery now.
+        Ok(false) => {
+            tracing::info!(event = %d.delivery.event_id, "webhook attempt outlived its lease")
+        }
         // The lease runs out and the delivery is sent again: at least once.
-        tracing::error!(error = %e, "cannot record a webhook attempt");
+        Err(e) => tracing::error!(error = %e, "cannot record a webhook attempt"),
     }
 }
 

@@ -657,11 +657,13 @@ pub async fn tenant_isolation(p: &Pair) {
     assert_eq!((page.total, page.products.len()), (1, 1));
 }
 
-/// The webhook outbox: an event per subscribed, enabled endpoint of the product's own
-/// catalog, written with the job's outcome; a superseded completion writes none; one
-/// delivery per endpoint in flight, oldest first, taken over after its lease; attempts
-/// retried, delivered or given up exactly once; sustained failures disable the
-/// endpoint, and re-enabling restarts its count.
+/// The webhook outbox: an event per subscribed endpoint of the product's own catalog
+/// (a disabled one too: its events wait), written with the job's outcome; none for a
+/// superseded completion; the endpoint limit holds; one delivery per endpoint in
+/// flight, oldest first, at most `per_account` per account, taken over after its
+/// lease; an attempt recorded only by the lease's owner; retried, delivered or given up
+/// once; sustained failures disable the endpoint and re-enabling restarts its count;
+/// old logs pruned.
 pub async fn webhook_outbox(p: &Pair) {
     use crate::{DeliveryAttempt, DeliveryStatus, NewWebhookEndpoint};
     let acct = account(&*p.a, Tier::Unlimited).await;
@@ -675,26 +677,47 @@ pub async fn webhook_outbox(p: &Pair) {
         secret: "whsec_test".into(),
         at: t0(),
     };
-    let both =
-        p.a.create_webhook(hook(
-            &acct,
-            KeyMode::Live,
-            &["product.failed", "product.ready"],
-        ))
+    let create = |s: Arc<dyn Store>, h: NewWebhookEndpoint, max: usize| async move {
+        s.create_webhook(h, max).await.unwrap()
+    };
+    let both = create(
+        p.a.clone(),
+        hook(&acct, KeyMode::Live, &["product.failed", "product.ready"]),
+        16,
+    )
+    .await
+    .unwrap();
+    let failed_only = create(
+        p.b.clone(),
+        hook(&acct, KeyMode::Live, &["product.failed"]),
+        16,
+    )
+    .await
+    .unwrap();
+    assert!(
+        create(
+            p.a.clone(),
+            hook(&acct, KeyMode::Live, &["product.ready"]),
+            2
+        )
         .await
-        .unwrap();
-    let failed_only =
-        p.b.create_webhook(hook(&acct, KeyMode::Live, &["product.failed"]))
-            .await
-            .unwrap();
-    let test_mode =
-        p.a.create_webhook(hook(&acct, KeyMode::Test, &["product.ready"]))
-            .await
-            .unwrap();
-    let elsewhere =
-        p.a.create_webhook(hook(&other, KeyMode::Live, &["product.ready"]))
-            .await
-            .unwrap();
+        .is_none(),
+        "the limit counts the catalog's endpoints"
+    );
+    let test_mode = create(
+        p.a.clone(),
+        hook(&acct, KeyMode::Test, &["product.ready"]),
+        2,
+    )
+    .await
+    .unwrap();
+    let elsewhere = create(
+        p.a.clone(),
+        hook(&other, KeyMode::Live, &["product.ready"]),
+        16,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         p.b.list_webhooks(&acct.id, KeyMode::Live)
             .await
@@ -708,6 +731,10 @@ pub async fn webhook_outbox(p: &Pair) {
         .await
         .unwrap()
         .is_none());
+    // A disabled endpoint still collects its events.
+    p.a.set_webhook_enabled(&acct.id, KeyMode::Live, &failed_only.id, false)
+        .await
+        .unwrap();
 
     p.a.upsert_products(
         upload(&acct, KeyMode::Live, None),
@@ -762,25 +789,30 @@ pub async fn webhook_outbox(p: &Pair) {
     assert_eq!(payload["id"], on_both[0].event_id.as_str());
     assert_eq!(p.a.pending_deliveries().await.unwrap(), 3);
 
-    // One per endpoint at a time, the oldest first; a second owner sees nothing until
-    // the lease runs out.
-    let first = p.a.lease_deliveries("one", t0(), 1_000, 10).await.unwrap();
-    assert_eq!(first.len(), 2, "one per endpoint");
-    let mine = first
-        .iter()
-        .find(|d| d.delivery.endpoint_id == both.id)
-        .unwrap();
+    // One per endpoint at a time (the disabled one not at all), the oldest first; a
+    // second owner sees nothing until the lease runs out.
+    let first =
+        p.a.lease_deliveries("one", t0(), 1_000, 10, 8)
+            .await
+            .unwrap();
+    assert_eq!(first.len(), 1, "one per enabled endpoint: {first:?}");
+    let mine = &first[0];
+    assert_eq!(mine.delivery.endpoint_id, both.id);
     assert_eq!(mine.delivery.event_type, "product.ready");
     assert_eq!(mine.secret, "whsec_test");
     assert!(p
         .b
-        .lease_deliveries("two", t0(), 1_000, 10)
+        .lease_deliveries("two", t0(), 1_000, 10, 8)
         .await
         .unwrap()
         .is_empty());
     let later = t0() + Duration::milliseconds(1_001);
-    let again = p.b.lease_deliveries("two", later, 1_000, 10).await.unwrap();
-    assert_eq!(again.len(), 2, "taken over after the lease");
+    let again =
+        p.b.lease_deliveries("two", later, 1_000, 10, 8)
+            .await
+            .unwrap();
+    assert_eq!(again.len(), 1, "taken over after the lease");
+    assert_eq!(again[0].delivery.seq, mine.delivery.seq);
 
     let attempt = |delivered, retry_at: Option<DateTime<Utc>>| DeliveryAttempt {
         at: later,
@@ -792,32 +824,56 @@ pub async fn webhook_outbox(p: &Pair) {
         disable_after: 2,
     };
     let seq = mine.delivery.seq;
-    p.b.record_delivery_attempt(seq, attempt(false, Some(later + Duration::seconds(5))))
+    // The first owner's lease is gone: its late result is not recorded.
+    assert!(!p
+        .a
+        .record_delivery_attempt(seq, "one", attempt(true, None))
         .await
-        .unwrap();
+        .unwrap());
+    assert!(p
+        .b
+        .record_delivery_attempt(
+            seq,
+            "two",
+            attempt(false, Some(later + Duration::seconds(5)))
+        )
+        .await
+        .unwrap());
     // Not due yet, so not leased; a newer event of the endpoint may go first (a
     // failing event does not hold back the others).
-    let none = p.a.lease_deliveries("one", later, 1_000, 10).await.unwrap();
-    assert!(none.iter().all(|d| d.delivery.seq != seq), "{none:?}");
-    for d in &none {
-        p.a.record_delivery_attempt(d.delivery.seq, attempt(true, None))
+    let newer =
+        p.a.lease_deliveries("one", later, 1_000, 10, 8)
             .await
             .unwrap();
+    assert!(newer.iter().all(|d| d.delivery.seq != seq), "{newer:?}");
+    for d in &newer {
+        assert!(p
+            .a
+            .record_delivery_attempt(d.delivery.seq, "one", attempt(true, None))
+            .await
+            .unwrap());
     }
     let due = later + Duration::seconds(5);
-    let retry = p.a.lease_deliveries("one", due, 1_000, 10).await.unwrap();
-    let retry = retry
-        .iter()
-        .find(|d| d.delivery.endpoint_id == both.id)
-        .unwrap();
-    assert_eq!((retry.delivery.seq, retry.delivery.attempts), (seq, 1));
-    p.a.record_delivery_attempt(seq, attempt(true, None))
+    let retry =
+        p.a.lease_deliveries("one", due, 1_000, 10, 8)
+            .await
+            .unwrap();
+    assert_eq!(retry.len(), 1);
+    assert_eq!(
+        (retry[0].delivery.seq, retry[0].delivery.attempts),
+        (seq, 1)
+    );
+    assert!(p
+        .a
+        .record_delivery_attempt(seq, "one", attempt(true, None))
         .await
-        .unwrap();
-    // Recording a settled delivery again changes nothing.
-    p.b.record_delivery_attempt(seq, attempt(false, None))
+        .unwrap());
+    // A settled delivery is not recorded again.
+    assert!(!p
+        .b
+        .record_delivery_attempt(seq, "one", attempt(false, None))
         .await
-        .unwrap();
+        .unwrap());
     let settled = log(both.id.clone()).await;
     let d = settled.iter().find(|d| d.seq == seq).unwrap();
     assert_eq!(
@@ -826,8 +882,8 @@ pub async fn webhook_outbox(p: &Pair) {
     );
     assert_eq!(d.last_latency_ms, Some(7));
 
-    // Two failures in a row disable the endpoint (disable_after 2); its last event is
-    // given up on the second.
+    // Two failures in a row disable the endpoint (disable_after 2); its event is given
+    // up on the second.
     p.a.upsert_products(
         upload(&acct, KeyMode::Live, None),
         vec![product("W3", "w3")],
@@ -836,14 +892,13 @@ pub async fn webhook_outbox(p: &Pair) {
     .unwrap();
     let j3 = p.a.lease_job("w", t0(), 60_000).await.unwrap().unwrap();
     assert!(p.a.complete_job(&j3, ready("m"), due).await.unwrap());
-    let next = p.a.lease_deliveries("one", due, 1_000, 10).await.unwrap();
-    let next = next
-        .iter()
-        .find(|d| d.delivery.endpoint_id == both.id)
-        .unwrap()
-        .delivery
-        .seq;
-    p.a.record_delivery_attempt(next, attempt(false, Some(due)))
+    let next =
+        p.a.lease_deliveries("one", due, 1_000, 10, 8)
+            .await
+            .unwrap();
+    assert_eq!(next.len(), 1);
+    let next = next[0].delivery.seq;
+    p.a.record_delivery_attempt(next, "one", attempt(false, Some(due)))
         .await
         .unwrap();
     let e =
@@ -853,9 +908,12 @@ pub async fn webhook_outbox(p: &Pair) {
             .unwrap();
     assert!(e.enabled);
     assert_eq!(e.consecutive_failures, 1);
-    let leased = p.a.lease_deliveries("one", due, 1_000, 10).await.unwrap();
+    let leased =
+        p.a.lease_deliveries("one", due, 1_000, 10, 8)
+            .await
+            .unwrap();
     assert!(leased.iter().any(|d| d.delivery.seq == next));
-    p.a.record_delivery_attempt(next, attempt(false, None))
+    p.a.record_delivery_attempt(next, "one", attempt(false, None))
         .await
         .unwrap();
     let e =
@@ -876,25 +934,39 @@ pub async fn webhook_outbox(p: &Pair) {
             .unwrap();
     assert!(e.enabled && e.consecutive_failures == 0 && e.disabled_reason.is_none());
 
-    // Settled deliveries' log is pruned by age; pending ones stay.
-    let pending_before = p.a.pending_deliveries().await.unwrap();
-    let settled_n = log(both.id.clone())
+    // Re-enabled, the waiting endpoint's event is sent; at most `per_account` of one
+    // account are in flight at once.
+    p.a.set_webhook_enabled(&acct.id, KeyMode::Live, &failed_only.id, true)
         .await
-        .iter()
-        .filter(|d| d.status != DeliveryStatus::Pending)
-        .count() as u64;
+        .unwrap();
+    let capped =
+        p.a.lease_deliveries("one", due, 1_000, 10, 1)
+            .await
+            .unwrap();
+    assert_eq!(capped.len(), 1, "{capped:?}");
+    assert_eq!(capped[0].delivery.endpoint_id, failed_only.id);
+    assert!(p
+        .b
+        .lease_deliveries("two", due, 1_000, 10, 1)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Old logs go; pending deliveries only once long past any retry window.
+    let settled_n = log(both.id.clone()).await.len() as u64;
     assert_eq!(
         p.a.prune_deliveries(t0()).await.unwrap(),
         0,
-        "none settled that early"
+        "nothing that old"
     );
-    let far = t0() + Duration::days(365);
-    assert!(p.b.prune_deliveries(far).await.unwrap() >= settled_n);
-    assert_eq!(p.a.pending_deliveries().await.unwrap(), pending_before);
-    assert!(log(both.id.clone())
-        .await
-        .iter()
-        .all(|d| d.status == DeliveryStatus::Pending));
+    assert_eq!(
+        p.b.prune_deliveries(due + Duration::seconds(1))
+            .await
+            .unwrap(),
+        settled_n + 1
+    );
+    assert!(log(both.id.clone()).await.is_empty());
+    assert_eq!(p.a.pending_deliveries().await.unwrap(), 0);
 
     // Rotation and deletion, within the owner's catalog only.
     assert!(p
@@ -919,7 +991,12 @@ pub async fn webhook_outbox(p: &Pair) {
         .delete_webhook(&acct.id, KeyMode::Live, &failed_only.id)
         .await
         .unwrap());
-    assert!(log(failed_only.id.clone()).await.is_empty());
+    assert!(p
+        .b
+        .get_webhook(&acct.id, KeyMode::Live, &failed_only.id)
+        .await
+        .unwrap()
+        .is_none());
 }
 
 /// One `#[tokio::test]` per conformance check, for a store built by `$make` (an async

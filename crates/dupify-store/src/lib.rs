@@ -296,7 +296,13 @@ pub trait DashboardStore: Send + Sync + 'static {
 /// Webhook endpoints (per account and mode) and the outbox of their deliveries.
 #[async_trait]
 pub trait WebhookStore: Send + Sync + 'static {
-    async fn create_webhook(&self, new: NewWebhookEndpoint) -> StoreResult<WebhookEndpoint>;
+    /// Registers an endpoint unless its catalog already has `max` (`None` then): the
+    /// count and the insert are one step, so parallel requests cannot pass the limit.
+    async fn create_webhook(
+        &self,
+        new: NewWebhookEndpoint,
+        max: usize,
+    ) -> StoreResult<Option<WebhookEndpoint>>;
 
     async fn list_webhooks(
         &self,
@@ -342,23 +348,34 @@ pub trait WebhookStore: Send + Sync + 'static {
     ) -> StoreResult<Vec<WebhookDelivery>>;
 
     /// Up to `limit` due deliveries of enabled endpoints, the oldest of each endpoint
-    /// and at most one per endpoint at a time, leased to `owner` until `now + lease_ms`.
+    /// and at most one per endpoint at a time, leased to `owner` until `now + lease_ms`;
+    /// at most `per_account` in flight per account (across owners), so one account's
+    /// slow receivers cannot hold every sender.
     async fn lease_deliveries(
         &self,
         owner: &str,
         now: DateTime<Utc>,
         lease_ms: i64,
         limit: u32,
+        per_account: u32,
     ) -> StoreResult<Vec<LeasedDelivery>>;
 
-    /// Records an attempt of a leased delivery (and the endpoint's failure count).
-    async fn record_delivery_attempt(&self, seq: i64, attempt: DeliveryAttempt) -> StoreResult<()>;
+    /// Records an attempt of a delivery leased by `owner` (and the endpoint's failure
+    /// count). `false`, recording nothing, when the lease is no longer `owner`'s (it
+    /// ran out and another sender took it) or the delivery is settled.
+    async fn record_delivery_attempt(
+        &self,
+        seq: i64,
+        owner: &str,
+        attempt: DeliveryAttempt,
+    ) -> StoreResult<bool>;
 
     /// Deliveries not yet delivered nor given up, across every endpoint.
     async fn pending_deliveries(&self) -> StoreResult<u64>;
 
-    /// Drops the log of deliveries settled (delivered or given up) before `before`;
-    /// pending ones are kept whatever their age. Answers how many went.
+    /// Drops the log of deliveries settled (delivered or given up) before `before`, and
+    /// pending deliveries created before it (long past any retry window: their endpoint
+    /// stayed disabled). Answers how many went.
     async fn prune_deliveries(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 }
 

@@ -432,47 +432,52 @@ pub async fn run(args: ImportArgs) -> anyhow::Result<i32> {
     })
 }
 
-/// Polls until no product of the catalog is processing (or `timeout` passes: `None`),
+/// Polls until none of `ids` is processing any more (or `timeout` passes: `None`),
 /// then the failed products among `ids`.
 async fn wait_processed(
     client: &dupify_client::Client,
     ids: &std::collections::HashSet<String>,
     timeout: Duration,
 ) -> anyhow::Result<Option<Vec<dupify_client::Product>>> {
-    use dupify_client::{EmbeddingStatus, ListProducts};
+    use dupify_client::EmbeddingStatus;
     let started = Instant::now();
-    loop {
-        let page = client
-            .list_products(&ListProducts {
-                limit: Some(1),
-                embedding_status: Some(EmbeddingStatus::Processing),
-                ..Default::default()
-            })
-            .await?;
-        if page.total == 0 {
+    while !ids.is_empty() {
+        // Only this run's products count: other uploads may keep the catalog busy.
+        let mine = with_status(client, EmbeddingStatus::Processing, ids).await?;
+        if mine.is_empty() {
             break;
         }
         if started.elapsed() >= timeout {
             return Ok(None);
         }
-        tokio::time::sleep(Duration::from_secs(1)).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
     }
-    let mut failed = Vec::new();
+    Ok(Some(
+        with_status(client, EmbeddingStatus::Failed, ids).await?,
+    ))
+}
+
+/// The products among `ids` in `status`, paging through the catalog's list.
+async fn with_status(
+    client: &dupify_client::Client,
+    status: dupify_client::EmbeddingStatus,
+    ids: &std::collections::HashSet<String>,
+) -> anyhow::Result<Vec<dupify_client::Product>> {
+    let mut out = Vec::new();
     let mut cursor = None;
     loop {
         let page = client
-            .list_products(&ListProducts {
+            .list_products(&dupify_client::ListProducts {
                 limit: Some(100),
                 cursor: cursor.clone(),
-                embedding_status: Some(EmbeddingStatus::Failed),
+                embedding_status: Some(status),
                 ..Default::default()
             })
             .await?;
-        failed.extend(page.data.iter().filter(|p| ids.contains(&p.id)).cloned());
+        out.extend(page.data.iter().filter(|p| ids.contains(&p.id)).cloned());
         if !page.has_more {
-            break;
+            return Ok(out);
         }
         cursor = page.next_cursor.clone();
     }
-    Ok(Some(failed))
 }

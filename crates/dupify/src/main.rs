@@ -94,8 +94,8 @@ enum CatalogCmd {
         /// No progress bar.
         #[arg(long)]
         quiet: bool,
-        /// After uploading, wait until the catalog has no product left processing and
-        /// print how this run's products came out (exit 2 if any failed).
+        /// After uploading, wait until this run's products are processed and print how
+        /// they came out (exit 2 if any failed).
         #[arg(long)]
         wait: bool,
         /// Longest wait with `--wait` (e.g. `30m`, `2h`).

@@ -68,25 +68,30 @@ pub async fn register(
         // The image policy's reason, as a parameter error of this endpoint.
         ApiError::invalid("url", format!("url: {}", e.message)).detail("value", raw.clone())
     })?;
-    if state.store.list_webhooks(account_id, mode).await?.len() >= MAX_ENDPOINTS {
-        return Err(ApiError::invalid(
-            "url",
-            format!("a catalog has at most {MAX_ENDPOINTS} webhook endpoints; delete one first"),
-        )
-        .detail("limit", MAX_ENDPOINTS));
-    }
-    Ok(state
+    state
         .store
-        .create_webhook(NewWebhookEndpoint {
-            account_id: account_id.to_owned(),
-            mode,
-            url: url.to_string(),
-            description: req.description,
-            events: req.events.unwrap_or_default(),
-            secret: new_secret(),
-            at: Utc::now(),
+        .create_webhook(
+            NewWebhookEndpoint {
+                account_id: account_id.to_owned(),
+                mode,
+                url: url.to_string(),
+                description: req.description,
+                events: req.events.unwrap_or_default(),
+                secret: new_secret(),
+                at: Utc::now(),
+            },
+            MAX_ENDPOINTS,
+        )
+        .await?
+        .ok_or_else(|| {
+            ApiError::invalid(
+                "url",
+                format!(
+                    "a catalog has at most {MAX_ENDPOINTS} webhook endpoints; delete one first"
+                ),
+            )
+            .detail("limit", MAX_ENDPOINTS)
         })
-        .await?)
 }
 
 /// `POST /v1/webhooks`: 201 with the endpoint and its secret (shown only here and when

@@ -323,8 +323,23 @@ async fn sustained_failures_disable_an_endpoint_until_it_is_enabled_again() {
         assert!(t.elapsed() < Duration::from_secs(30), "never disabled: {e}");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    // Disabled: nothing more is attempted, and the event waits.
+    // Disabled: nothing more is attempted, the event waits, and new events are still
+    // written (they wait too).
     let seen = *r.attempts.lock().unwrap();
+    upload(&s, &key, "Y", &distinct_png(4)).await;
+    let t = Instant::now();
+    loop {
+        let path = format!("/v1/webhooks/{hook}/deliveries");
+        let (_, log) = send(&s, &key, reqwest::Method::GET, &path, None).await;
+        if log["data"].as_array().unwrap().len() == 2 {
+            break;
+        }
+        assert!(
+            t.elapsed() < Duration::from_secs(30),
+            "the new event was not written: {log}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
     tokio::time::sleep(Duration::from_millis(1200)).await;
     assert_eq!(*r.attempts.lock().unwrap(), seen);
     *r.mode.lock().unwrap() = Mode::Ok;
@@ -339,7 +354,17 @@ async fn sustained_failures_disable_an_endpoint_until_it_is_enabled_again() {
     assert_eq!(status, 200);
     assert_eq!(e["enabled"], true);
     let r2 = r.clone();
-    eventually("the waiting event", move || events(&r2).len() == 1).await;
+    eventually("both waiting events", move || events(&r2).len() == 2).await;
+    let products: std::collections::BTreeSet<String> = events(&r)
+        .iter()
+        .map(|(_, _, b)| {
+            b["data"]["product"]["external_id"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(products, ["X".to_owned(), "Y".to_owned()].into());
     s.stop().await;
 }
 
@@ -424,6 +449,24 @@ async fn endpoints_obey_the_url_policy_scopes_and_tenants() {
         .await
         .unwrap();
     expect_error(r, 400, "invalid_parameter").await;
+
+    // The limit holds under parallel requests: 15 more fit beside this one.
+    let tries = (0..20).map(|i| {
+        let (s, key) = (&s, &key);
+        async move {
+            let body = json!({"url": format!("https://example.com/hook/{i}")});
+            send(s, key, reqwest::Method::POST, "/v1/webhooks", Some(body)).await
+        }
+    });
+    let answers = futures::future::join_all(tries).await;
+    let created = answers.iter().filter(|(st, _)| *st == 201).count();
+    let refused: Vec<_> = answers.iter().filter(|(st, _)| *st == 400).collect();
+    assert_eq!((created, refused.len()), (15, 5), "{answers:?}");
+    assert!(refused
+        .iter()
+        .all(|(_, v)| v["error"]["details"]["limit"] == 16));
+    let (_, listed) = send(&s, &key, reqwest::Method::GET, "/v1/webhooks", None).await;
+    assert_eq!(listed["data"].as_array().unwrap().len(), 16);
 
     let (status, _) = send(
         &s,

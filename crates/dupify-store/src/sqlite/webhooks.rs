@@ -113,8 +113,9 @@ fn get_endpoint(
     .optional()
 }
 
-/// Writes one event for every enabled endpoint of the catalog subscribed to its type,
-/// inside the caller's transaction (the change it reports commits with it, or neither).
+/// Writes one event for every endpoint of the catalog subscribed to its type (a
+/// disabled one too: its events wait until it is enabled again), inside the caller's
+/// transaction (the change it reports commits with it, or neither).
 pub(super) fn enqueue_event(
     tx: &Connection,
     account_id: &str,
@@ -135,7 +136,7 @@ pub(super) fn enqueue_event(
     tx.execute(
         "INSERT INTO webhook_deliveries (endpoint_id, event_id, event_type, payload, created_at, next_attempt_at)
          SELECT id, ?4, ?3, ?5, ?6, ?6 FROM webhook_endpoints
-         WHERE account_id = ?1 AND mode = ?2 AND enabled = 1
+         WHERE account_id = ?1 AND mode = ?2
            AND instr(',' || events || ',', ',' || ?3 || ',') > 0",
         params![account_id, mode.as_str(), event_type, event_id, payload, ms(now)],
     )
@@ -143,10 +144,27 @@ pub(super) fn enqueue_event(
 
 #[async_trait]
 impl WebhookStore for SqliteStore {
-    async fn create_webhook(&self, new: NewWebhookEndpoint) -> StoreResult<WebhookEndpoint> {
+    async fn create_webhook(
+        &self,
+        new: NewWebhookEndpoint,
+        max: usize,
+    ) -> StoreResult<Option<WebhookEndpoint>> {
         self.with(move |c| {
+            let tx = c
+                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+                .map_err(backend)?;
+            let n: i64 = tx
+                .query_row(
+                    "SELECT COUNT(*) FROM webhook_endpoints WHERE account_id = ?1 AND mode = ?2",
+                    params![new.account_id, new.mode.as_str()],
+                    |r| r.get(0),
+                )
+                .map_err(backend)?;
+            if n.max(0) as usize >= max {
+                return Ok(None);
+            }
             let id = new_id("wh");
-            c.execute(
+            tx.execute(
                 "INSERT INTO webhook_endpoints (id, account_id, mode, url, description, events, secret, created_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
                 params![
@@ -161,9 +179,9 @@ impl WebhookStore for SqliteStore {
                 ],
             )
             .map_err(backend)?;
-            get_endpoint(c, &new.account_id, new.mode, &id)
-                .map_err(backend)?
-                .ok_or_else(|| crate::StoreError::Backend(anyhow::anyhow!("endpoint vanished")))
+            let e = get_endpoint(&tx, &new.account_id, new.mode, &id).map_err(backend)?;
+            tx.commit().map_err(backend)?;
+            Ok(e)
         })
         .await
     }
@@ -295,6 +313,7 @@ impl WebhookStore for SqliteStore {
         now: DateTime<Utc>,
         lease_ms: i64,
         limit: u32,
+        per_account: u32,
     ) -> StoreResult<Vec<LeasedDelivery>> {
         let owner = owner.to_owned();
         self.with(move |c| {
@@ -302,24 +321,42 @@ impl WebhookStore for SqliteStore {
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(backend)?;
             let t = ms(now);
-            // The oldest due delivery of each enabled endpoint that has none in flight.
-            let seqs: Vec<i64> = {
+            // The oldest due delivery of each enabled endpoint that has none in flight,
+            // with its account and how many of that account's are in flight.
+            let candidates: Vec<(i64, String, i64)> = {
                 let mut stmt = tx
                     .prepare_cached(
-                        "SELECT MIN(d.seq) FROM webhook_deliveries d
+                        "SELECT MIN(d.seq), e.account_id,
+                             (SELECT COUNT(*) FROM webhook_deliveries x
+                              JOIN webhook_endpoints xe ON xe.id = x.endpoint_id
+                              WHERE xe.account_id = e.account_id AND x.status = 'pending'
+                                AND x.lease_until IS NOT NULL AND x.lease_until > ?1)
+                         FROM webhook_deliveries d
                          JOIN webhook_endpoints e ON e.id = d.endpoint_id
                          WHERE d.status = 'pending' AND e.enabled = 1 AND d.next_attempt_at <= ?1
                            AND NOT EXISTS (SELECT 1 FROM webhook_deliveries x
                                WHERE x.endpoint_id = d.endpoint_id AND x.status = 'pending'
                                  AND x.lease_until IS NOT NULL AND x.lease_until > ?1)
-                         GROUP BY d.endpoint_id ORDER BY MIN(d.seq) LIMIT ?2",
+                         GROUP BY d.endpoint_id ORDER BY MIN(d.seq)",
                     )
                     .map_err(backend)?;
                 let rows = stmt
-                    .query_map(params![t, limit as i64], |r| r.get(0))
+                    .query_map(params![t], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
                     .map_err(backend)?;
                 rows.collect::<rusqlite::Result<Vec<_>>>().map_err(backend)?
             };
+            let mut taken: std::collections::HashMap<String, i64> = Default::default();
+            let mut seqs = Vec::new();
+            for (seq, account, in_flight) in candidates {
+                if seqs.len() >= limit as usize {
+                    break;
+                }
+                let n = taken.entry(account).or_insert(in_flight);
+                if *n < i64::from(per_account.max(1)) {
+                    *n += 1;
+                    seqs.push(seq);
+                }
+            }
             let mut out = Vec::with_capacity(seqs.len());
             for seq in seqs {
                 tx.execute(
@@ -351,22 +388,29 @@ impl WebhookStore for SqliteStore {
         .await
     }
 
-    async fn record_delivery_attempt(&self, seq: i64, attempt: DeliveryAttempt) -> StoreResult<()> {
+    async fn record_delivery_attempt(
+        &self,
+        seq: i64,
+        owner: &str,
+        attempt: DeliveryAttempt,
+    ) -> StoreResult<bool> {
+        let owner = owner.to_owned();
         self.with(move |c| {
             let tx = c
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(backend)?;
             let endpoint: Option<String> = tx
                 .query_row(
-                    "SELECT endpoint_id FROM webhook_deliveries WHERE seq = ?1 AND status = 'pending'",
-                    params![seq],
+                    "SELECT endpoint_id FROM webhook_deliveries
+                     WHERE seq = ?1 AND status = 'pending' AND lease_owner = ?2",
+                    params![seq, owner],
                     |r| r.get(0),
                 )
                 .optional()
                 .map_err(backend)?;
-            // Already settled (or its endpoint deleted): nothing to record.
+            // Settled, deleted, or leased by another sender since: not ours to record.
             let Some(endpoint) = endpoint else {
-                return Ok(());
+                return Ok(false);
             };
             let t = ms(attempt.at);
             let status = if attempt.delivered {
@@ -413,7 +457,7 @@ impl WebhookStore for SqliteStore {
                 .map_err(backend)?;
             }
             tx.commit().map_err(backend)?;
-            Ok(())
+            Ok(true)
         })
         .await
     }
@@ -434,8 +478,9 @@ impl WebhookStore for SqliteStore {
     async fn prune_deliveries(&self, before: DateTime<Utc>) -> StoreResult<u64> {
         self.with(move |c| {
             c.execute(
-                "DELETE FROM webhook_deliveries WHERE status <> 'pending'
-                   AND COALESCE(delivered_at, last_attempt_at, created_at) < ?1",
+                "DELETE FROM webhook_deliveries
+                 WHERE (status <> 'pending' AND COALESCE(delivered_at, last_attempt_at, created_at) < ?1)
+                    OR (status = 'pending' AND created_at < ?1)",
                 params![ms(before)],
             )
             .map(|n| n as u64)
